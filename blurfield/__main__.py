@@ -1,0 +1,5 @@
+import sys
+
+from blurfield.cli import main
+
+sys.exit(main())
