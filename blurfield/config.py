@@ -41,17 +41,20 @@ class ModelCfg:
 
 @dataclass
 class DataCfg:
-    """The training/validation stream read by BlurDataModule (DESIGN §8)."""
+    """The training/validation stream read by BlurDataModule (DESIGN §8). Shard patterns:
+    paths, globs, braces ``train-{000000..000009}.tar``, ``::``-joined lists, or URLs."""
 
     train_shards: str = "data/shards/builtin/train-{000000..000003}.tar"
-    val_shards: str = "data/shards/builtin/val-000000.tar"
+    val_shards: str = "data/shards/builtin/val-000000.tar"  # "" = no validation
     samples_per_epoch: int = 6000  # total over all ranks and workers
-    val_samples: int = 64
-    batch_size: int = 4
-    workers: int = 2
+    val_samples: int = 64  # the first n samples of val_shards, centre crops, every epoch
+    batch_size: int = 4  # per rank
+    workers: int = 2  # loader processes per rank (0 = in the training process)
     crop_size: int = 256  # blurry crop; the sharp crop is crop_size + kernel_size - 1
-    shuffle_buffer: int = 256
-    seed: int = 0
+    shuffle_buffer: int = 256  # raw samples held per worker (~1 MB each at 512 x 512)
+    seed: int = 0  # streams are seeded by (seed, epoch, rank, worker)
+    require_field: bool = True  # drop (and count) blurry/sharp pairs without a blur field
+    key_log: str | None = None  # a folder: each worker appends the keys it delivers
 
 
 @dataclass
@@ -65,6 +68,7 @@ class TrainCfg:
     kernel_loss_weight: float = 1.0
     reblur_loss_weight: float = 1.0
     reblur_space: str = "display"  # display | linear (the authors' code)
+    reblur_gamma: float = 2.2  # data gamma of the reblur loss (eq. 3); the shards' gamma
     l1_chunk: int = 4096  # pixels per chunk of the p = 1 kernel loss
     accelerator: str = "auto"
     devices: Any = 1
@@ -79,8 +83,9 @@ class TrainCfg:
     seed: int = 0
     max_steps: int = -1
     limit_val_batches: int = 4
+    val_every_n_epochs: int = 1
     log_every_n_steps: int = 10
-    image_every_n_epochs: int = 10
+    image_every_n_epochs: int = 10  # pictures (basis PSFs, mixing, per-pixel PSFs); 0 = never
     progress_bar: bool = True
 
 
@@ -120,15 +125,72 @@ class RestoreCfg:
 
 
 @dataclass
+class TremorCfg:
+    """Hand-tremor generator (data_prep/kernels/tremor.py). Per-kernel draws are uniform on
+    [min, max] unless marked log-uniform; min == max fixes a value. Ranges: KERNELS.md's
+    measured parameter set unless noted."""
+
+    exposure_min: float = 0.05  # s; exposure T ~ U, KERNELS.md
+    exposure_max: float = 1.0  # s; the paper's bound (exposure <= 1 s)
+    window: float = 8.0  # s; synthesis window >> exposure, else drift vanishes (KERNELS.md)
+    rate: float = 128.0  # Hz; synthesis sampling, > 5x the 12 Hz tremor peak (our choice)
+    drift_fc_min: float = 0.4  # Hz, log-uniform; postural drift centre frequency, KERNELS.md
+    drift_fc_max: float = 2.0  # Hz
+    drift_q_min: float = 0.5  # 1; drift resonance Q, over- to critically damped, KERNELS.md
+    drift_q_max: float = 1.0  # 1
+    drift_vrms_min: float = 0.25  # deg/s, log-uniform; drift angular-velocity RMS (major axis)
+    drift_vrms_max: float = 2.5  # deg/s; KERNELS.md
+    drift_aniso_min: float = 0.5  # 1; drift minor/major RMS ratio, KERNELS.md
+    drift_aniso_max: float = 1.0  # 1
+    tremor_f_min: float = 8.0  # Hz; physiological tremor peak, 8-12 Hz band (Gavant et al.)
+    tremor_f_max: float = 12.0  # Hz
+    tremor_q_min: float = 2.0  # 1; tremor resonance Q, KERNELS.md
+    tremor_q_max: float = 5.0  # 1
+    tremor_rms_min: float = 0.002  # deg, log-uniform; tremor angle RMS per axis, KERNELS.md
+    tremor_rms_max: float = 0.02  # deg (~0.13-1.3 deg/s velocity)
+    focal_min: float = 1000.0  # px, log-uniform; KERNELS.md "1,000-3,000 for variety"
+    focal_max: float = 3000.0  # px; 2,000 px ~ 30 mm equivalent on a 2,400 px wide image
+    samples_per_px: float = 2.0  # samples per px at the path's fastest (KERNELS.md pitfall)
+    min_samples: int = 16  # samples per path at least (a near-still path is still a path)
+
+
+@dataclass
+class BoracchiCfg:
+    """Boracchi & Foi (2012) random trajectories (data_prep/kernels/boracchi.py), without
+    their border clamping and with every partial exposure summing to 1. Ranges: their
+    defaults (anxiety 0.1 rand, centripetal 0.7 rand, gaussian 10 rand, big shakes 0.2 rand,
+    60 px on a 64 px canvas over 2,000 steps), lengths scaled to our kernel size."""
+
+    n_steps: int = 2000  # steps of the whole trajectory (Boracchi & Foi: 2,000)
+    length_min: float = 30.0  # px; total length of the whole trajectory, fixed per kernel
+    length_max: float = 30.0  # px; 60 px / 64 px canvas x 33 px ~ 31 px (Boracchi & Foi)
+    anxiety_min: float = 0.0  # 1; scales kicks, pull and reversal rate (B&F: 0.1 rand)
+    anxiety_max: float = 0.1  # 1
+    centripetal_max: float = 0.7  # 1; pull towards the start ~ U(0, max) (B&F: 0.7 rand)
+    gaussian_max: float = 10.0  # 1; Gaussian kick scale ~ U(0, max) (B&F: 10 rand)
+    big_shake_max: float = 0.2  # 1; reversal rate ~ U(0, max), per step x anxiety (B&F)
+    exposure_min: float = 0.1  # 1; exposure fraction ~ U (B&F use 1/1000, 1/10, 1/2, 1)
+    exposure_max: float = 1.0  # 1
+    samples_per_px: float = 4.0  # rendered samples per px of path (the steps are ~0.015 px)
+
+
+@dataclass
 class KernelsCfg:
     """The camera-shake kernel bank (data_prep kernels; KERNELS.md)."""
 
     generator: str = "tremor"  # tremor | boracchi
     count: int = 10000
-    seed: int = 0
-    kernel_size: int = 33
+    seed: int = 0  # kernel i is drawn from SeedSequence([seed, generator, i])
+    kernel_size: int = 33  # px, odd; the paper's support <= 33 x 33
     out_dir: str = "data/kernels"
-    chunk_size: int = 65536
+    chunk_size: int = 65536  # kernels per file kernels_XXXXX.npy (285 MB at K = 33)
+    batch_size: int = 1024  # kernels generated at once (memory ~ 60 MB per 1,024)
+    fit: str = "reject"  # reject (redraw a path that leaves K x K) | shrink (scale it down)
+    max_tries: int = 100  # draws per kernel with fit=reject; the last one is shrunk
+    margin: int = 1  # px; outer rings kept empty (mass on the border ring = a defect)
+    sheet: bool = True  # write sheet.png (64 kernels as PSFs) and hist.png
+    tremor: TremorCfg = field(default_factory=TremorCfg)
+    boracchi: BoracchiCfg = field(default_factory=BoracchiCfg)
 
 
 @dataclass
@@ -146,10 +208,28 @@ class ShardsCfg:
     kernel_size: int = 33
     gamma: float = 2.2
     normalize_masks: bool = True
-    max_objects: int = 3
-    brightness_min: float = 0.5
+    max_objects: int = 3  # object layers per scene at most (paper 3; the authors' code 5)
+    brightness_min: float = 0.5  # s ~ U[min, max] multiplies the linear sharp image (unclipped)
     brightness_max: float = 1.5
-    scene_size: int = 512
+    scene_size: int = 512  # builtin: side of the generated dead-leaves scenes (px)
+    crop_size: int = 256  # scenes smaller than crop_size + kernel_size - 1 are skipped
+    min_object_pixels: int = 400  # instances smaller than this stay in the background
+    max_side: int = 0  # ade20k/folder: downscale larger scenes to this longer side (0 = keep)
+    kernel_bank: str | None = None  # a bank folder (data_prep kernels); None = generate on the
+    #   fly from the `kernels` section: kernel id i = the kernel that bank would hold at i
+    kernel_pool: int = 0  # ids are drawn from [0, pool); 0 = the bank's size or kernels.count
+    noise: bool = False  # Poisson-Gaussian noise in linear light before clipping (DESIGN §2)
+    noise_poisson_min: float = 0.0  # a: y = a * Poisson(x / a), a ~ U[min, max] (0 = none)
+    noise_poisson_max: float = 0.01
+    noise_gauss_min: float = 0.0  # sigma: + N(0, sigma^2), sigma ~ U[min, max]
+    noise_gauss_max: float = 0.01
+    layout: str = "auto"  # ade20k: auto | full (ADE20K_2021_17_01) | challenge (2016)
+    subsets: list[str] = field(default_factory=lambda: ["training", "validation"])
+    ade_index: str | None = None  # full release: index_ade20k.pkl (default <root>/...)
+    ade_class_names: list[str] = field(default_factory=lambda: ["person", "car"])
+    ade_class_ids: list[int] = field(default_factory=lambda: [1831, 401])  # if no pkl
+    challenge_class_ids: list[int] = field(default_factory=lambda: [13, 21])  # person, car
+    progress: bool = True
 
 
 @dataclass
@@ -163,6 +243,34 @@ class EvalCfg:
 
 
 @dataclass
+class FinetuneCfg:
+    """DeblurGAN fine-tune with reblur consistency (DESIGN §6; blurfield.tasks.finetune)."""
+
+    ngf: int = 64  # generator width (DeblurGAN: 64)
+    n_blocks: int = 9  # generator residual blocks (DeblurGAN: 9)
+    dropout: float = 0.5  # inside each residual block (DeblurGAN: 0.5)
+    ndf: int = 64  # critic width (DeblurGAN: 64)
+    critic_layers: int = 3  # stride-2 convs of the PatchGAN critic (3 = 70 x 70 patches)
+    generator_init: str | None = None  # pre-trained generator: DeblurGAN's latest_net_G.pth,
+    # a fine-tune checkpoint or a DeblurGenerator state dict; None = random init
+    lr: float = 1e-4  # Adam, generator and critic
+    beta1: float = 0.5
+    beta2: float = 0.999
+    n_critic: int = 5  # critic steps per generator step, on the same batch
+    gp_weight: float = 10.0  # WGAN-GP lambda
+    content_loss: str = "perceptual"  # perceptual (VGG19 conv3_3 MSE) | mse (pixels) | none
+    content_weight: float = 100.0
+    vgg_path: str | None = None  # VGG19 state dict (features.N.weight), needed by perceptual
+    estimator: str | None = None  # frozen kernel estimator for the reblur loss
+    reblur_weight: float = 100.0  # 0 = plain DeblurGAN (the estimator is not loaded)
+    reblur_norm: str = "l1"  # l1 | l2 (mean absolute / squared error, display values)
+    reblur_padding: str = "same"  # same | valid | circular (valid compares the centre)
+    gamma: float = 2.2  # camera gamma of the reblur (1 for linear data)
+    image_every_n_epochs: int = 1  # restored samples to the logger
+    num_images: int = 4
+
+
+@dataclass
 class Config:
     model: ModelCfg = field(default_factory=ModelCfg)
     data: DataCfg = field(default_factory=DataCfg)
@@ -172,6 +280,7 @@ class Config:
     kernels: KernelsCfg = field(default_factory=KernelsCfg)
     shards: ShardsCfg = field(default_factory=ShardsCfg)
     eval: EvalCfg = field(default_factory=EvalCfg)
+    finetune: FinetuneCfg = field(default_factory=FinetuneCfg)
 
 
 # --------------------------------------------------------------------------- loading

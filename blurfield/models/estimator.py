@@ -131,6 +131,9 @@ class KernelEstimator(nn.Module):
 
         self.stem_rgb = _conv(3, w)
         self.stem_gray = _conv(1, w)
+        # RGB training never reaches the gray stem: freeze it so DDP sees no unused
+        # parameters (call ``stem_gray.requires_grad_(True)`` to train it).
+        self.stem_gray.requires_grad_(False)
         self.down1 = Down(w, w)
         self.down2 = Down(w, 2 * w)
         self.down3 = Down(2 * w, 4 * w)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 PADDINGS = ("valid", "same", "circular")
 METHODS = ("auto", "direct", "fft")
-SPECTRUM_BUDGET = 64 * 2**20  # bytes of complex spectra held at once per chunk of kernels
+SPECTRUM_FRACTION = 0.25  # spectra held at once, as a fraction of the mixing tensor's bytes
 
 
 # --------------------------------------------------------------------------- checks
@@ -153,23 +153,17 @@ def smooth_size(n: int) -> int:
 
 
 def kernel_spectrum(kernels: Tensor, size: tuple[int, int]) -> Tensor:
-    """rfft2 of (..., K, K) kernels zero-padded to ``size``: (..., L1, L2 // 2 + 1).
-
-    Transforms the K non-zero rows first, then the columns (half the work of a padded rfft2).
-    """
-    spec = torch.fft.rfft(kernels, n=size[1], dim=-1)
-    return torch.fft.fft(spec, n=size[0], dim=-2)
+    """rfft2 of (..., K, K) kernels zero-padded to ``size``: (..., L1, L2 // 2 + 1)."""
+    return torch.fft.rfft2(kernels, s=size)
 
 
 def _rfft2(x: Tensor, size: tuple[int, int]) -> Tensor:
-    return torch.fft.fft(torch.fft.rfft(x, n=size[1], dim=-1), n=size[0], dim=-2)
+    return torch.fft.rfft2(x, s=size)
 
 
 def _irfft2_crop(spec: Tensor, size: tuple[int, int], h: int, w: int) -> Tensor:
-    """Inverse of :func:`_rfft2`, keeping only the top-left h x w (rows cropped between
-    the two passes, so the second pass transforms only h rows)."""
-    rows = torch.fft.ifft(spec, n=size[0], dim=-2)[..., :h, :]
-    return torch.fft.irfft(rows, n=size[1], dim=-1)[..., :w]
+    """Inverse of :func:`_rfft2`, keeping the top-left h x w."""
+    return torch.fft.irfft2(spec, s=size)[..., :h, :w]
 
 
 def _fft_dtype(x: Tensor) -> Tensor:
@@ -239,7 +233,8 @@ class BlurField:
         l1, l2 = self.fft_size
         itemsize = 16 if dtype == torch.float64 else 8
         per_kernel = n * channels * l1 * (l2 // 2 + 1) * itemsize
-        step = max(1, min(b, SPECTRUM_BUDGET // max(per_kernel, 1)))
+        budget = SPECTRUM_FRACTION * self.mixing.numel() * self.mixing.element_size()
+        step = max(1, min(b, int(budget // max(per_kernel, 1))))
         return [slice(s, min(s + step, b)) for s in range(0, b, step)]
 
     def _kernel_spec(self, sl: slice, dtype: torch.dtype) -> Tensor:

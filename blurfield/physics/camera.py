@@ -47,9 +47,12 @@ def to_linear(display: Tensor, gamma: float = 2.2) -> Tensor:
 def saturate(x: Tensor, a: float = SATURATION_A) -> Tensor:
     """R(x) = x - softplus(a (x - 1)) / a, clamped at 0 (eq. 4). Smooth clip to [0, 1).
 
-    In float32 R(0) rounds to about -4e-24; the clamp keeps gamma away from negatives.
+    In float32 R(0) rounds to about -4e-24; the value is clamped at 0 to keep gamma away
+    from negatives, while the gradient stays R'(x) (the clamp only moves values by ~1e-24
+    for x >= 0, and a zero gradient there would stall black pixels).
     """
-    return (x - F.softplus(a * (x - 1.0)) / a).clamp(min=0)
+    r = x - F.softplus(a * (x - 1.0)) / a
+    return r + (r.clamp(min=0) - r).detach()
 
 
 def saturate_grad(x: Tensor, a: float = SATURATION_A) -> Tensor:

@@ -1,0 +1,59 @@
+"""Config schema, YAML composition and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from blurfield.cli import main
+from blurfield.config import CONF_DIR, ConfigError, load_config
+
+
+def test_schema_defaults_and_overrides():
+    cfg = load_config([], ["model.n_basis=40", "restore.scale=2"])
+    assert cfg.model.n_basis == 40 and cfg.model.kernel_size == 33
+    assert cfg.restore.scale == 2
+
+
+def test_defaults_list_composes_files(tmp_path):
+    (tmp_path / "base.yaml").write_text("model:\n  n_basis: 15\ntrain:\n  lr: 0.5\n")
+    (tmp_path / "top.yaml").write_text(f"defaults: [{tmp_path / 'base'}]\ntrain:\n  lr: 0.25\n")
+    cfg = load_config([tmp_path / "top.yaml"], ["train.epochs=3"])
+    assert (cfg.model.n_basis, cfg.train.lr, cfg.train.epochs) == (15, 0.25, 3)
+
+
+@pytest.mark.parametrize("override, words", [
+    (["model.n_basiss=4"], ["model.n_basiss", "n_basis"]),
+    (["model.n_basis=wide"], ["model.n_basis", "int"]),
+    (["nokey"], ["key=value"]),
+])
+def test_bad_config_is_one_clear_line(override, words):
+    with pytest.raises(ConfigError) as e:
+        load_config([], override)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words)
+
+
+def test_every_shipped_yaml_loads():
+    files = sorted(CONF_DIR.rglob("*.yaml"))
+    assert files
+    for f in files:
+        if "sweep" in f.parts:
+            continue
+        load_config([f])
+
+
+def test_cli_config_show(capsys):
+    assert main(["config", "show", "model.n_basis=40"]) == 0
+    assert "n_basis: 40" in capsys.readouterr().out
+
+
+def test_cli_errors_are_one_line_without_traceback():
+    out = subprocess.run([sys.executable, "-m", "blurfield", "config", "show",
+                          "train.lrr=1"], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "train.lrr" in out.stderr
+    assert "Did you mean 'lr'" in out.stderr
