@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     mod = _load(name)
-    args = _parser(name, mod).parse_args(rest)
+    args = _parser(name, mod).parse_intermixed_args(rest)
     overrides = [w for w in args.inputs if _OVERRIDE.match(w)]
     args.inputs = [w for w in args.inputs if not _OVERRIDE.match(w)]
     for k, v in vars(args).items():
