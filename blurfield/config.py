@@ -61,6 +61,7 @@ class DataCfg:
 class TrainCfg:
     """Optimisation, schedule, devices, checkpoints (DESIGN §4)."""
 
+    task: str = "estimator"  # estimator | deblurgan (the reblur fine-tune, section finetune)
     epochs: int = 1200
     lr: float = 1e-4
     lr_halve_every: int = 150  # epochs
@@ -120,7 +121,7 @@ class RestoreCfg:
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
     tile: int = 1024  # restore in tiles of this size (0 = never tile)
-    tile_overlap: int = 128
+    tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -234,12 +235,32 @@ class ShardsCfg:
 
 @dataclass
 class EvalCfg:
-    """blurfield evaluate (DESIGN §7)."""
+    """blurfield evaluate (DESIGN §7). RL settings come from `restore`; None here = the
+    benchmark's protocol default (blurfield/evaluation/protocols.py)."""
 
-    benchmark: str = "synthetic"
+    benchmark: str = "synthetic"  # realblur_j | realblur_r | koehler | gopro | synthetic | folder
     root: str | None = None
     out_dir: str = "eval_out"
-    limit: int = 0  # 0 = every image
+    limit: int = 0  # 0 = every image; n = the first n (in the reader's order)
+    checkpoint: str | None = None  # estimator weights; None = restore.checkpoint (or shipped)
+    deblurrer: str | None = None  # a DeblurGAN generator: report it alone instead of RL
+    gamma: float | None = None  # data gamma for RL (None: protocol's; synthetic: the sample's)
+    saturation: bool | None = None  # saturation-aware RL (None: protocol's)
+    iterations: int | None = None  # RL iterations (None: restore.iterations)
+    quantize: bool = True  # score restorations rounded to 8 bits, as saved files would be
+    device: str = "auto"  # auto | cpu | cuda
+    resume: bool = True  # skip images that already have a row in results.csv
+    pictures: int = -1  # side-by-side pictures for the first n images (-1 = all, 0 = none)
+    picture_size: int = 512  # longer side of each panel in the pictures (px)
+    list_file: str | None = None  # RealBlur: the test list (None = found under root)
+    ecc_iterations: int = 100  # RealBlur ECC (OpenCV's findTransformECC settings)
+    ecc_eps: float = 1e-10  # stop when the correlation changes by less (0 = all iterations)
+    ecc_gauss: int = 5  # Gaussian pre-smoothing size of ECC
+    ecc_levels: int = 1  # 1 = full resolution only; more for large misalignment
+    koehler_frame_step: int = 1  # Köhler: score every n-th recorded sharp frame
+    koehler_ssim: str = "best"  # best (SSIM at the max-PSNR frame) | max (max over frames)
+    gopro_blur_dir: str = "blur"  # blur | blur_gamma
+    window: int = 256  # synthetic: centre window side scored per sample (multiple of 32)
 
 
 @dataclass

@@ -209,6 +209,8 @@ def test_per_pixel_kernels_and_smooth_masks():
     soft = smooth_masks(hard, lk, padding="same", normalize=True)
     torch.testing.assert_close(soft.sum(1), torch.ones(1, 12, 12, dtype=torch.float64))
     raw = smooth_masks(hard, lk, padding="same", normalize=False)
+    valid = smooth_masks(hard, lk, padding="valid", normalize=False)
+    torch.testing.assert_close(valid, raw[..., 2:10, 2:10])  # interior of "same" = "valid"
     for j in range(2):
         ref = brute_force(hard[:, j : j + 1], lk[:, j : j + 1],
                           torch.ones(1, 1, 12, 12, dtype=torch.float64), "same")

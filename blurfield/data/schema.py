@@ -176,7 +176,7 @@ def decode_sample(raw: dict[str, Any]) -> Sample:
 
 def image_tensor(image: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 -> (3, H, W) float32 display values in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255.0
 
 
 def sharp_linear(sample: Sample) -> Tensor:

@@ -26,7 +26,9 @@ Original weights (the DeblurGAN repository's ``latest_net_G.pth``) are a state d
 
 from __future__ import annotations
 
+import os
 import pickle
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -247,6 +249,22 @@ def load_deblurrer(path: str | Path) -> DeblurGenerator:
         return _generator(sd, _hparams_from_ours(sd), path)
     raise ValueError(f"{path}: not a deblurring generator (expected a fine-tune checkpoint, "
                      "a DeblurGAN latest_net_G.pth state dict, or a DeblurGenerator state dict)")
+
+
+def save_generator(generator: DeblurGenerator, path: str | Path) -> None:
+    """Write the generator's state dict (our naming) to ``path`` (temp file, then rename);
+    :func:`load_deblurrer` reads it back."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(sd, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def run_generator(generator: nn.Module, blurry_display: Tensor) -> Tensor:

@@ -401,8 +401,8 @@ def smooth_masks(
     n, j, h, w = hard_masks.shape
     k = layer_kernels.shape[-1]
     x = hard_masks.reshape(n * j, 1, h, w)
-    soft = correlate(x, layer_kernels.reshape(n * j, k, k), padding).reshape(n, j, *x.shape[-2:])
-    soft = soft.clamp(min=0)
+    soft = correlate(x, layer_kernels.reshape(n * j, k, k), padding)
+    soft = soft.reshape(n, j, *soft.shape[-2:]).clamp(min=0)
     if not normalize:
         return soft
     total = soft.sum(1, keepdim=True)
