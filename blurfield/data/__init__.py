@@ -11,9 +11,21 @@ from blurfield.data.schema import (
     make_meta,
     sharp_linear,
 )
+from blurfield.data.weights import segment_weights
+
+
+def __getattr__(name: str):
+    """BlurDataModule imports lightning (seconds): load it only when asked for."""
+    if name in ("BlurDataModule", "datamodule_throughput"):
+        from blurfield.data import datamodule
+
+        return getattr(datamodule, name)
+    raise AttributeError(f"module 'blurfield.data' has no attribute '{name}'")
+
 
 __all__ = [
     "SCHEMA_VERSION",
+    "BlurDataModule",
     "GTField",
     "Sample",
     "SampleError",
@@ -21,5 +33,7 @@ __all__ = [
     "encode_sample",
     "gt_field",
     "make_meta",
+    "segment_weights",
     "sharp_linear",
+    "datamodule_throughput",
 ]
