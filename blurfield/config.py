@@ -231,6 +231,8 @@ class ShardsCfg:
     ade_class_ids: list[int] = field(default_factory=lambda: [1831, 401])  # if no pkl
     challenge_class_ids: list[int] = field(default_factory=lambda: [13, 21])  # person, car
     progress: bool = True
+    part: int = 0  # build only the shards s with s % parts == part (a Slurm array task);
+    parts: int = 1  # a final run with parts = 1 finds them complete and writes manifest.json
 
 
 @dataclass

@@ -8,7 +8,8 @@ reads shards ``s, s + S, ...``; with fewer, every stream reads every shard and k
 samples whose key hashes to ``s`` (with a warning: write more shards). Each stream
 reshuffles its shards on every pass, shuffles samples through a buffer and draws its crops
 from ``numpy.random.default_rng([seed, epoch, rank, worker])`` (``epoch`` = the epoch at
-which the stream started; with persistent workers it continues across epochs).
+which the pass starts: every epoch reseeds, so a resumed run reads what an uninterrupted
+one would).
 
 ``samples_per_epoch`` is the total over all ranks and workers, so an epoch is the same
 amount of data on any number of GPUs: each rank yields ``ceil(samples / (world * batch))``
@@ -299,7 +300,6 @@ class TrainStream(_Stream):
         self.batches_per_rank, self.shuffle_buffer, self.seed = (
             batches_per_rank, shuffle_buffer, seed)
         self.epoch = 0
-        self._next_epoch: int | None = None
         self._items: Iterator[dict[str, Tensor]] | None = None
 
     def __len__(self) -> int:
@@ -312,9 +312,9 @@ class TrainStream(_Stream):
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         worker, workers = _worker()
         epoch, self.epoch = self.epoch, self.epoch + 1
-        if self._items is None or epoch != self._next_epoch:
-            self._items = self._stream(epoch, worker, workers)
-        self._next_epoch = epoch + 1
+        # Reseed at every epoch: epoch e reads the same data whether the run was resumed
+        # at e or not (a stream carried across epochs could not be restored by a resume).
+        self._items = self._stream(epoch, worker, workers)
         n = self.batches_per_rank // workers + int(worker < self.batches_per_rank % workers)
         for _ in range(n):
             yield collate([next(self._items) for _ in range(self.batch_size)])
@@ -477,7 +477,11 @@ class BlurDataModule(L.LightningDataModule):
 
     def _trainer_epoch(self) -> int | None:
         trainer = getattr(self, "trainer", None)
-        return None if trainer is None else int(trainer.current_epoch)
+        if trainer is None:
+            return None
+        # Lightning creates the train iterator before it restores current_epoch from a
+        # checkpoint; the fit loop's processed-epoch count is already right at that point.
+        return int(trainer.fit_loop.epoch_progress.current.processed)
 
     def train_dataloader(self) -> DataLoader:
         urls = expand_shards(self.cfg.train_shards, "data.train_shards")

@@ -1,0 +1,81 @@
+"""The experiment logger of a run, from the ``logging`` config section.
+
+- ``wandb``: Weights & Biases, **offline** unless ``WANDB_MODE`` says otherwise (or
+  ``logging.mode`` is set to online). Files go to ``<run_dir>/wandb``; the run id is kept in
+  ``<run_dir>/wandb_id`` so a resumed run continues the same W&B run. The full resolved
+  config is the run's config; project, entity, group and tags come from the section.
+- ``csv``: Lightning's CSVLogger, ``<run_dir>/metrics.csv`` and ``hparams.yaml``.
+- ``none``: no logger (``summary.json`` is still written by the RunSummary callback).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+LOGGERS = ("wandb", "csv", "none")
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _wandb_id(run_dir: Path) -> str:
+    """The run's W&B id: read from ``<run_dir>/wandb_id``, or made and written there."""
+    path = run_dir / "wandb_id"
+    if path.is_file():
+        text = path.read_text().strip()
+        if text:
+            return text
+    run_id = secrets.token_hex(4)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("wandb_id.tmp")
+    tmp.write_text(run_id + "\n")
+    os.replace(tmp, path)
+    return run_id
+
+
+def build_logger(logging_cfg: Any, run_dir: str | Path, run_name: str,
+                 config: dict[str, Any] | None = None) -> Any:
+    """A Lightning logger (or ``False`` for none).
+
+    Args:
+        logging_cfg: LoggingCfg-like (logger, project, entity, group, tags, mode).
+        run_dir: the run directory ``<out_dir>/<run_name>``.
+        run_name: the W&B run name.
+        config: the full resolved config (plain dict), stored with the W&B run and
+            as the CSV logger's hyperparameters.
+    Raises:
+        ValueError naming ``logging.logger`` / ``logging.mode`` on an unknown value.
+    """
+    kind = str(logging_cfg.logger)
+    run_dir = Path(run_dir)
+    if kind not in LOGGERS:
+        raise ValueError(f"logging.logger: {kind!r} is not one of {', '.join(LOGGERS)}")
+    if kind == "none":
+        return False
+    if kind == "csv":
+        from lightning.pytorch.loggers import CSVLogger
+
+        logger = CSVLogger(save_dir=str(run_dir), name="", version="")
+        if config is not None:
+            logger.log_hyperparams(config)
+        return logger
+    mode = os.environ.get("WANDB_MODE") or str(logging_cfg.mode)
+    if mode == "dryrun":
+        mode = "offline"
+    if mode not in WANDB_MODES:
+        raise ValueError(f"logging.mode: {mode!r} is not one of {', '.join(WANDB_MODES)}")
+    from lightning.pytorch.loggers import WandbLogger
+
+    (run_dir / "wandb").parent.mkdir(parents=True, exist_ok=True)
+    return WandbLogger(
+        name=run_name,
+        save_dir=str(run_dir),
+        project=str(logging_cfg.project),
+        entity=logging_cfg.entity or None,
+        group=logging_cfg.group or None,
+        tags=[str(t) for t in (logging_cfg.tags or [])],
+        id=_wandb_id(run_dir),
+        config=config,
+        mode=mode,
+    )

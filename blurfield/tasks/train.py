@@ -1,0 +1,268 @@
+"""``blurfield train``: train the kernel estimator (DESIGN §4).
+
+    blurfield train --config experiment/tiny [key=value ...]
+    blurfield train --config experiment/paper train.devices=4 train.resume=true
+
+A run lives in ``<train.out_dir>/<train.run_name>/``:
+
+    config.yaml              the resolved config (rewritten at each start)
+    checkpoints/last.ckpt    every epoch; best-epochNNNN.ckpt: lowest val/loss
+    summary.json             n_basis, schedule, per-epoch metrics, final and best values
+    estimator.pt             the final weights (blurfield.models.io format)
+    wandb/ | metrics.csv     the logger's files; pictures/ (PNG) without W&B
+
+``train.resume=true`` continues from the newest of ``checkpoints/last.ckpt`` and a Slurm
+``hpc_ckpt_N.ckpt`` (step, epoch, optimizer, scheduler, loss switch, history); with none
+there it starts afresh. Under Slurm (``SLURM_JOB_ID`` set) the Trainer uses
+``SLURMEnvironment(auto_requeue=True)``: on SIGUSR1 Lightning saves ``hpc_ckpt_N.ckpt`` in
+the run directory and requeues the job, and a requeued job (``SLURM_RESTART_COUNT`` > 0)
+resumes by itself. ``train.task=deblurgan`` trains the DeblurGAN reblur fine-tune
+(``blurfield.tasks.finetune``) with the same machinery and writes ``generator.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+HELP = "train the kernel estimator: blurfield train --config experiment/tiny [key=value ...]"
+ALIASES = {
+    "--out": "train.out_dir",
+    "--name": "train.run_name",
+    "--epochs": "train.epochs",
+    "--devices": "train.devices",
+}
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
+MONITOR = "val/loss"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--resume", action="store_true", help="same as train.resume=true")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def check_shards(pattern: str, key: str) -> None:
+    """Raise ValueError naming ``key`` unless the shard pattern names existing shards
+    (``blurfield.data.datamodule.expand_shards``: braces, globs, ``::`` lists, URLs)."""
+    from blurfield.data.datamodule import expand_shards
+
+    if not pattern:
+        raise ValueError(f"{key} is empty: run `make shards` or set {key}")
+    expand_shards(pattern, key)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values the schema's types cannot check; ValueError naming the key."""
+    t = cfg.train
+    if t.reblur_space not in ("display", "linear"):
+        raise ValueError(f"train.reblur_space: {t.reblur_space!r} is not display or linear")
+    if str(t.precision) not in PRECISIONS:
+        raise ValueError(f"train.precision: {t.precision!r} is not one of {', '.join(PRECISIONS)}")
+    for key in ("epochs", "lr_halve_every", "l1_chunk", "val_every_n_epochs"):
+        if int(t[key]) < 1:
+            raise ValueError(f"train.{key}: {t[key]} must be >= 1")
+    if not t.run_name or "/" in str(t.run_name):
+        raise ValueError(f"train.run_name: {t.run_name!r} must be a non-empty name without '/'")
+    if t.task not in ("estimator", "deblurgan"):
+        raise ValueError(f"train.task: {t.task!r} is not estimator or deblurgan")
+    crop = int(cfg.data.crop_size)
+    if crop % 32:
+        raise ValueError(f"data.crop_size: {crop} must be a multiple of 32 (five 2x poolings)")
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _newest(paths: list[Path]) -> Path | None:
+    paths = [p for p in paths if p.is_file()]
+    return max(paths, key=lambda p: p.stat().st_mtime) if paths else None
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """The newest of ``checkpoints/last.ckpt`` and ``hpc_ckpt_N.ckpt`` (highest N)."""
+    hpc = sorted(run_dir.glob("hpc_ckpt_*.ckpt"),
+                 key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+    return _newest([run_dir / "checkpoints" / "last.ckpt"] + hpc[-1:])
+
+
+def slurm_requeued() -> bool:
+    return int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0
+
+
+def slurm_plugins() -> list[Any]:
+    """``[SLURMEnvironment(auto_requeue=True)]`` inside a Slurm job (not an interactive one)."""
+    if not os.environ.get("SLURM_JOB_ID"):
+        return []
+    if os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return []
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    return [SLURMEnvironment(auto_requeue=True)]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- training
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    return Path(cfg.train.out_dir) / str(cfg.train.run_name)
+
+
+def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
+    """Everything up to ``trainer.fit``; ValueError (naming the key) on a bad setup.
+
+    ``datamodule``: a LightningDataModule to use instead of ``BlurDataModule(cfg.data)``
+    (tests); then the shards are not checked.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+
+    from blurfield.tasks.callbacks import FieldPictures, KernelLossSwitch, RunSummary
+    from blurfield.tasks.estimator import KernelEstimatorModule
+    from blurfield.tasks.loggers import build_logger
+
+    check_config(cfg)
+    t = cfg.train
+    run_dir = run_dir_of(cfg)
+    resume = bool(t.resume) or slurm_requeued()
+    ckpt_path = resume_checkpoint(run_dir)
+    if ckpt_path is not None and not resume:
+        raise ValueError(
+            f"train.run_name: {run_dir} already has checkpoints ({ckpt_path.name}): set "
+            "train.resume=true to continue it, or choose another train.run_name/out_dir")
+    if datamodule is None:
+        check_shards(str(cfg.data.train_shards), "data.train_shards")
+        if cfg.data.val_shards:  # "" = no validation
+            check_shards(str(cfg.data.val_shards), "data.val_shards")
+        from blurfield.data.datamodule import BlurDataModule
+
+        datamodule = BlurDataModule(cfg.data, kernel_size=int(cfg.model.kernel_size))
+
+    L.seed_everything(int(t.seed), workers=True, verbose=False)
+    deblurgan = str(t.task) == "deblurgan"  # the reblur fine-tune (blurfield.tasks.finetune)
+    if deblurgan:
+        from blurfield.tasks.finetune import ReblurFinetuneModule
+
+        module = ReblurFinetuneModule(cfg)
+    else:
+        module = KernelEstimatorModule(cfg.model, t)
+    full = OmegaConf.to_container(cfg, resolve=True)
+    logger = build_logger(cfg.logging, run_dir, str(t.run_name), full)  # type: ignore[arg-type]
+    info = {
+        "run_name": str(t.run_name),
+        "group": cfg.logging.group,
+        "tags": list(cfg.logging.tags or []),
+        **{k: cfg.model[k] for k in ("n_basis", "kernel_size", "base_width")},
+        "epochs_planned": int(t.epochs),
+        "kernel_loss_p_switch_epoch": int(t.kernel_loss_p_switch_epoch),
+        "lr_halve_every": int(t.lr_halve_every),
+        "samples_per_epoch": int(cfg.data.samples_per_epoch),
+        "batch_size": int(cfg.data.batch_size),
+    }
+    callbacks: list[Any] = [
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:04d}",
+            monitor=MONITOR, mode="min", save_top_k=1, save_last=True,
+            auto_insert_metric_name=False, save_on_train_epoch_end=True,
+        ),
+        KernelLossSwitch(int(t.kernel_loss_p_switch_epoch)),
+        RunSummary(run_dir / "summary.json", info, monitor=MONITOR),
+        FieldPictures(int(t.image_every_n_epochs), run_dir / "pictures"),
+    ]
+    if deblurgan:  # estimator-only callbacks; the fine-tune logs its own restored samples
+        callbacks = [c for c in callbacks if not isinstance(c, (KernelLossSwitch, FieldPictures))]
+    if logger:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if t.progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=1))
+    trainer = L.Trainer(
+        default_root_dir=str(run_dir),
+        max_epochs=int(t.epochs),
+        max_steps=int(t.max_steps),
+        accelerator=str(t.accelerator),
+        devices=t.devices,
+        num_nodes=int(t.num_nodes),
+        strategy=str(t.strategy),
+        precision=str(t.precision),
+        logger=logger,
+        callbacks=callbacks,
+        plugins=slurm_plugins() or None,
+        log_every_n_steps=int(t.log_every_n_steps),
+        limit_val_batches=int(t.limit_val_batches),
+        check_val_every_n_epoch=int(t.val_every_n_epochs),
+        enable_progress_bar=bool(t.progress_bar),
+        enable_model_summary=bool(t.progress_bar),
+    )
+    if resume and ckpt_path is None and trainer.is_global_zero:
+        print(f"blurfield train: nothing to resume in {run_dir}; starting afresh")
+    return {"trainer": trainer, "module": module, "datamodule": datamodule,
+            "ckpt_path": str(ckpt_path) if resume and ckpt_path else None,
+            "run_dir": run_dir, "logger": logger,
+            "config_yaml": OmegaConf.to_yaml(cfg, resolve=True)}
+
+
+def fit(setup: dict[str, Any]) -> Path:
+    """Run ``trainer.fit``; write config.yaml before and estimator.pt after. The run dir."""
+    from blurfield.models.io import save_estimator
+
+    trainer, module, run_dir = setup["trainer"], setup["module"], setup["run_dir"]
+    if trainer.is_global_zero:
+        _write_text_atomic(run_dir / "config.yaml", setup["config_yaml"])
+    try:
+        trainer.fit(module, datamodule=setup["datamodule"], ckpt_path=setup["ckpt_path"])
+    finally:
+        _finish_wandb(setup["logger"])
+    if trainer.is_global_zero:
+        if hasattr(module, "generator"):  # train.task=deblurgan: the fine-tuned generator
+            from blurfield.models.deblurgan import save_generator
+
+            save_generator(module.generator, run_dir / "generator.pt")
+        else:
+            save_estimator(module.model, run_dir / "estimator.pt")
+    return run_dir
+
+
+def _finish_wandb(logger: Any) -> None:
+    from lightning.pytorch.loggers import WandbLogger
+
+    if isinstance(logger, WandbLogger) and logger._experiment is not None:
+        logger.experiment.finish()
+
+
+def train(cfg: DictConfig, datamodule: Any = None) -> Path:
+    """Train as configured; returns the run directory. ValueError on a bad setup."""
+    return fit(prepare(cfg, datamodule))
+
+
+def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    from blurfield.cli import UserError
+
+    if getattr(args, "inputs", None):
+        raise UserError(f"unexpected arguments {args.inputs}: train takes --config FILE and "
+                        "key=value overrides only")
+    if getattr(args, "resume", False):
+        cfg.train.resume = True
+    try:
+        setup = prepare(cfg)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    run_dir = fit(setup)
+    if setup["trainer"].is_global_zero:
+        weights = "generator.pt" if str(cfg.train.task) == "deblurgan" else "estimator.pt"
+        print(f"blurfield train: run in {run_dir} (summary.json, checkpoints/, {weights})")
+    return 0
