@@ -1,0 +1,345 @@
+"""The Python face of blurfield: load an estimator, estimate a blur field, deblur a photo.
+
+    model = load_estimator("runs/estimator/last.ckpt")     # or None: the shipped model
+    field = estimate(photo, model, scale="auto")          # photo: (H, W, 3) display in [0, 1]
+    sharp = deblur(photo, field)                           # display in, display out
+    save_field("photo_field.npz", field); field = load_field("photo_field.npz")
+
+A :class:`Field` holds the basis kernels (B, K, K) (correlation orientation) and the mixing
+(B, h, w) at the resolution the estimator saw: the photo downscaled by ``scale`` (>= 1).
+Restoration brings it to full size (kernels about s·K, mixing bilinear; see
+:mod:`blurfield.restore.scale`). Field files follow DESIGN §8 exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from blurfield.physics import to_display, to_linear
+from blurfield.restore import (
+    RLResult,
+    auto_overlap,
+    choose_scale,
+    downscale_image,
+    restore_tiled,
+    richardson_lucy,
+    upscale_kernels,
+    upscale_mixing,
+)
+
+FIELD_VERSION = 1
+CONVENTION = "correlation, mask after"
+FIELD_KEYS = ("kernels", "mixing", "scale", "image_size", "gamma", "model_id", "convention",
+              "version")
+SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
+MULTIPLE = 32  # the estimator's input height and width must be multiples of this
+
+
+@dataclass
+class Field:
+    """A blur field as estimated.
+
+    kernels: (B, K, K) float32, each >= 0 summing to 1 (correlation orientation).
+    mixing: (B, h, w) float32 on the simplex over B, at the estimated resolution.
+    scale: downscale factor (>= 1) of the photo the estimator saw.
+    image_size: (H, W) of the full photo.
+    gamma: the data gamma of the photo (1 for linear data).
+    model_id: which estimator produced it (file name and hash prefix), "" if unknown.
+    """
+
+    kernels: Tensor
+    mixing: Tensor
+    scale: float
+    image_size: tuple[int, int]
+    gamma: float = 2.2
+    model_id: str = ""
+
+    @property
+    def n_basis(self) -> int:
+        return int(self.kernels.shape[0])
+
+    @property
+    def kernel_size(self) -> int:
+        return int(self.kernels.shape[-1])
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """"auto"/None: CUDA when present, else the CPU; "cuda" without a GPU is a ValueError."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available; "
+                         "use device=cpu or auto")
+    return device
+
+
+def _as_batch(image: Any) -> tuple[Tensor, Any]:
+    """Display image -> ((1, C, H, W) float32 tensor, function turning a result back into
+    the caller's type and layout). Accepts numpy (H, W) / (H, W, C) (float in [0, 1],
+    uint8 or uint16) and tensors (C, H, W) / (1, C, H, W)."""
+    if isinstance(image, Tensor):
+        if image.dim() == 3:
+            return image[None].float(), lambda t: t[0]
+        if image.dim() == 4 and image.shape[0] == 1:
+            return image.float(), lambda t: t
+        raise ValueError(f"image: expected a (C, H, W) or (1, C, H, W) tensor, "
+                         f"got {tuple(image.shape)}")
+    a = np.asarray(image)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float32) / 255.0
+    elif a.dtype == np.uint16:
+        a = a.astype(np.float32) / 65535.0
+    squeeze = a.ndim == 2
+    if squeeze:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[-1] not in (1, 3):
+        raise ValueError(f"image: expected (H, W), (H, W, 1) or (H, W, 3), got {a.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).permute(2, 0, 1)[None]
+
+    def back(x: Tensor) -> np.ndarray:
+        out = x[0].permute(1, 2, 0).cpu().numpy()
+        return out[..., 0] if squeeze else out
+
+    return t, back
+
+
+def _file_id(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return f"{path.name}:{h.hexdigest()[:12]}"
+
+
+# --------------------------------------------------------------------------- estimator
+
+
+def load_estimator(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """A :class:`~blurfield.models.KernelEstimator` in eval mode on ``device``.
+
+    ``path``: a Lightning checkpoint, a blurfield-estimator weight file (embedded
+    hyperparameters) or the authors' released state dict; None = the shipped model
+    ``blurfield/weights/compact.pt``. The model gets a ``model_id`` attribute (file name and
+    hash prefix) that :func:`estimate` records in the field.
+    """
+    from blurfield.models import load_any_estimator
+
+    if path is None:
+        if not SHIPPED_WEIGHTS.is_file():
+            raise ValueError(f"no shipped estimator weights at {SHIPPED_WEIGHTS}; pass "
+                             "--checkpoint PATH (a Lightning .ckpt, a blurfield-estimator "
+                             ".pt, or the authors' released state dict)")
+        path = SHIPPED_WEIGHTS
+    path = Path(path)
+    model = load_any_estimator(path, map_location=resolve_device(device))
+    model.model_id = _file_id(path)
+    return model.eval()
+
+
+def _pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> Tensor:
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+@torch.inference_mode()
+def estimate(
+    image: Any,
+    model: torch.nn.Module,
+    scale: float | str = 1,
+    *,
+    device: str | torch.device | None = None,
+    max_megapixels: float = 1.5,
+    gamma: float = 2.2,
+) -> Field:
+    """Estimate the blur field of one photo.
+
+    Args:
+        image: display values, numpy (H, W, 3) / (H, W) / (H, W, 1) or a tensor
+            (C, H, W) / (1, C, H, W); C in {1, 3}.
+        model: a KernelEstimator (from :func:`load_estimator`).
+        scale: downscale factor >= 1 before estimating, or "auto" (the estimator sees at
+            most ``max_megapixels``).
+        device: where to run (None: where the model is; the model is moved there).
+        gamma: the photo's data gamma, recorded in the field for :func:`deblur`.
+    Returns:
+        :class:`Field` with mixing (B, h, w) at the estimated resolution (the photo is
+        reflect-padded to a multiple of 32 for the network and the mixing cropped back).
+    """
+    x, _ = _as_batch(image)
+    height, width = x.shape[-2:]
+    s = choose_scale(height, width, scale, max_megapixels)
+    if device is not None:
+        model = model.to(resolve_device(device))
+    dev = next(model.parameters()).device
+    small = downscale_image(x.to(dev), s)
+    h, w = small.shape[-2:]
+    kernels, mixing = model(_pad_to_multiple(small))
+    return Field(
+        kernels=kernels[0].float().cpu(),
+        mixing=mixing[0, :, :h, :w].float().cpu(),
+        scale=float(s),
+        image_size=(int(height), int(width)),
+        gamma=float(gamma),
+        model_id=str(getattr(model, "model_id", type(model).__name__)),
+    )
+
+
+# --------------------------------------------------------------------------- restoration
+
+
+def restore(
+    blurry_linear: Tensor,
+    field: Field,
+    *,
+    iterations: int = 30,
+    saturation: bool = True,
+    tv_weight: float = 1e-3,
+    early_stop: bool = True,
+    padding: str = "same",
+    method: str = "auto",
+    sat_threshold: float = 0.99,
+    z_dilate: int = 3,
+    tile: int = 1024,
+    tile_overlap: int | str = "auto",
+    device: str | torch.device | None = "auto",
+    progress: bool = False,
+) -> RLResult:
+    """Richardson–Lucy of (1, C, H, W) linear light with ``field`` brought to full size.
+
+    Photos larger than ``tile`` in either dimension are restored in overlapping tiles
+    with exactly ``iterations`` updates (``early_stop`` does not apply);
+    ``tile_overlap="auto"`` is :func:`blurfield.restore.auto_overlap` of the full-size K.
+    The result lives on ``blurry_linear``'s device.
+    """
+    if blurry_linear.dim() != 4 or blurry_linear.shape[0] != 1:
+        raise ValueError(f"blurry_linear: expected (1, C, H, W), got "
+                         f"{tuple(blurry_linear.shape)}")
+    if padding not in ("same", "circular"):
+        raise ValueError(f"padding: {padding!r}; deblurring keeps the photo's size, use "
+                         "'same' or 'circular'")
+    height, width = blurry_linear.shape[-2:]
+    if (height, width) != tuple(field.image_size):
+        raise ValueError(f"field: made for a {field.image_size[1]}x{field.image_size[0]} "
+                         f"photo, this one is {width}x{height}")
+    dev = resolve_device(device)
+    kernels = upscale_kernels(field.kernels.to(dev, torch.float32), field.scale)[None]
+    k = kernels.shape[-1]
+    if min(height, width) <= k:
+        raise ValueError(f"image: {width}x{height} pixels is not larger than the {k}x{k} "
+                         "kernels at full size")
+    low = field.mixing.to(dev, torch.float32)[None]
+
+    def mixing_at(window):
+        return upscale_mixing(low, (height, width), window)
+
+    options = dict(saturation=saturation, tv_weight=tv_weight, padding=padding,
+                   method=method, sat_threshold=sat_threshold, z_dilate=z_dilate)
+    if tile > 0 and max(height, width) > tile:
+        overlap = auto_overlap(k) if str(tile_overlap) == "auto" else int(tile_overlap)
+        return restore_tiled(blurry_linear, kernels, mixing_at, tile=tile, overlap=overlap,
+                             iterations=iterations, device=dev, progress=progress, **options)
+    res = richardson_lucy(blurry_linear.to(dev), kernels, mixing_at(None),
+                          iterations=iterations, early_stop=early_stop, **options)
+    return res._replace(image=res.image.to(blurry_linear.device))
+
+
+def deblur(image: Any, field: Field, *, gamma: float | None = None,
+           return_result: bool = False, **options) -> Any:
+    """Deblur a photo with its field: display in, display out (same type and layout).
+
+    ``to_linear`` with ``gamma`` (None: the field's), :func:`restore` with ``options``
+    (iterations, saturation, tv_weight, early_stop, padding, method, sat_threshold,
+    z_dilate, tile, tile_overlap, device, progress), ``to_display``, clipped to [0, 1].
+    ``return_result=True`` returns ``(image, RLResult)``.
+    """
+    x, back = _as_batch(image)
+    g = field.gamma if gamma is None else float(gamma)
+    res = restore(to_linear(x, g), field, **options)
+    out = back(to_display(res.image, g).clamp(0, 1))
+    return (out, res) if return_result else out
+
+
+# --------------------------------------------------------------------------- field files
+
+
+def save_field(path: str | Path, field: Field) -> None:
+    """Write ``field`` as a DESIGN §8 ``.npz`` (kernels float32, mixing float16), atomically."""
+    path = Path(path)
+    arrays = {
+        "kernels": field.kernels.detach().cpu().numpy().astype(np.float32),
+        "mixing": field.mixing.detach().cpu().numpy().astype(np.float16),
+        "scale": np.float64(field.scale),
+        "image_size": np.asarray(field.image_size, dtype=np.int64),
+        "gamma": np.float64(field.gamma),
+        "model_id": np.str_(field.model_id),
+        "convention": np.str_(CONVENTION),
+        "version": np.int64(FIELD_VERSION),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez_compressed(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _simplex(a: np.ndarray, axes) -> Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).clamp(min=0)
+    return t / t.sum(axes, keepdim=True).clamp(min=1e-12)
+
+
+def load_field(path: str | Path) -> Field:
+    """Read a field ``.npz``; kernels and mixing are cast to float32 and renormalised onto
+    the simplex (float16 sums are off by up to 4e-4). ``ValueError`` naming the file if it
+    is not a field file of this version."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: field file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise ValueError(f"{path}: not a field .npz file ({e})") from None
+    missing = [k for k in FIELD_KEYS if k not in data]
+    if missing:
+        raise ValueError(f"{path}: not a blurfield field file (missing {', '.join(missing)})")
+    if str(data["convention"]) != CONVENTION:
+        raise ValueError(f"{path}: convention {str(data['convention'])!r} is not "
+                         f"{CONVENTION!r}")
+    if int(data["version"]) > FIELD_VERSION:
+        raise ValueError(f"{path}: field file version {int(data['version'])} is newer than "
+                         f"this blurfield reads ({FIELD_VERSION})")
+    kernels, mixing = data["kernels"], data["mixing"]
+    if kernels.ndim != 3 or mixing.ndim != 3 or kernels.shape[0] != mixing.shape[0]:
+        raise ValueError(f"{path}: kernels {kernels.shape} and mixing {mixing.shape} are not "
+                         "(B, K, K) and (B, h, w)")
+    h, w = (int(v) for v in data["image_size"])
+    return Field(
+        kernels=_simplex(kernels, (-2, -1)),
+        mixing=_simplex(mixing, (0,)),
+        scale=float(data["scale"]),
+        image_size=(h, w),
+        gamma=float(data["gamma"]),
+        model_id=str(data["model_id"]),
+    )

@@ -1,0 +1,101 @@
+"""The ``blurfield estimate`` and ``blurfield deblur`` commands, and what they share."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image
+
+from blurfield.cli import UserError
+
+PREVIEW_MAX_SIDE = 1024  # photos are shown at most this large in the pictures
+
+
+def photo_paths(inputs: list[str], command: str) -> list[Path]:
+    """The photos named on the command line; duplicate file stems are refused (their
+    outputs would overwrite each other)."""
+    if not inputs:
+        raise UserError(f"no photos given; usage: blurfield {command} PHOTO... --out DIR")
+    paths = [Path(p) for p in inputs]
+    dup = sorted(s for s, n in Counter(p.stem for p in paths).items() if n > 1)
+    if dup:
+        raise UserError(f"photos with the same file name stem would overwrite each other's "
+                        f"outputs: {', '.join(dup)}; rename or run them separately")
+    return paths
+
+
+def parse_scale(value: Any) -> float | str:
+    """``restore.scale``: "auto" or a number >= 1."""
+    if str(value) == "auto":
+        return "auto"
+    try:
+        s = float(value)
+    except (TypeError, ValueError):
+        s = float("nan")
+    if not s >= 1:
+        raise UserError(f"restore.scale (--scale): {value!r} is neither 'auto' nor a number "
+                        ">= 1")
+    return s
+
+
+def load_model(rc: DictConfig):
+    """The estimator named by ``restore.checkpoint`` (None: the shipped model)."""
+    from blurfield.api import load_estimator
+
+    try:
+        return load_estimator(rc.checkpoint, device=rc.device)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
+def restore_options(rc: DictConfig) -> dict:
+    """The keyword arguments of :func:`blurfield.api.restore` from the restore section."""
+    return dict(iterations=int(rc.iterations), saturation=bool(rc.saturation),
+                tv_weight=float(rc.tv_weight), early_stop=bool(rc.early_stop),
+                padding=str(rc.padding), method=str(rc.method),
+                sat_threshold=float(rc.sat_threshold), z_dilate=int(rc.z_dilate),
+                tile=int(rc.tile), tile_overlap=rc.tile_overlap, device=str(rc.device))
+
+
+def preview(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    """(H, W, C) float display image shrunk (box filter) so its longer side is <= max_side."""
+    h, w = image.shape[:2]
+    f = max_side / max(h, w)
+    if f >= 1:
+        return image
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    chans = [np.asarray(Image.fromarray(image[..., c].astype(np.float32), mode="F")
+                        .resize(size, Image.BOX)) for c in range(image.shape[-1])]
+    return np.stack(chans, -1)
+
+
+def read_photo(path: Path, min_size: int, command: str):
+    """:func:`blurfield.imageio.read_image`, its warnings (alpha dropped) printed as one
+    note line each."""
+    import warnings
+
+    from tqdm import tqdm
+
+    from blurfield.imageio import read_image
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = read_image(path, min_size=min_size)
+    for w in caught:
+        tqdm.write(f"blurfield {command}: note: {w.message}", file=sys.stderr)
+    return out
+
+
+def report_failure(command: str, path: Path, err: Exception) -> None:
+    """One line on stderr naming the photo (the others go on)."""
+    from tqdm import tqdm
+
+    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if str(path) not in msg:
+        msg = f"{path}: {msg}"
+    tqdm.write(f"blurfield {command}: {msg}", file=sys.stderr)

@@ -1,0 +1,177 @@
+"""Reading and writing photos for the CLI and the API (DESIGN §8).
+
+``read_image(path) -> (image, bit_depth)``: ``image`` is float32 (H, W, C) display values in
+[0, 1] with C = 3 (colour) or C = 1 (grayscale is kept 1-channel: restoration works per
+channel, the estimator repeats it to 3 channels), ``bit_depth`` 8 or 16.
+
+- 8-bit PNG/JPEG/... through Pillow, EXIF orientation applied (``ImageOps.exif_transpose``);
+  palettes expanded; CMYK/YCbCr converted to RGB.
+- 16-bit PNG through pypng (Pillow reads 16-bit RGB PNG as 8-bit without a word, and cannot
+  write it); the EXIF orientation, if any, is applied the same way.
+- An alpha channel is dropped with a ``UserWarning`` naming the file.
+- Not an image, a truncated file, or an image smaller than ``min_size`` (e.g. the kernel)
+  raise ``ValueError`` with one line naming the file.
+
+``write_image(path, image, bit_depth)`` writes PNG at 8 or 16 bits (JPEG at 8), atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import png
+from PIL import Image, ImageOps
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ORIENTATION_TAG = 0x0112
+
+
+def _fail(path: Path, what: str) -> ValueError:
+    return ValueError(f"{path}: {what}")
+
+
+def _png_bit_depth(path: Path) -> int | None:
+    """The IHDR bit depth of a PNG file, None if the file is not a PNG."""
+    with open(path, "rb") as f:
+        head = f.read(33)
+    if len(head) < 26 or not head.startswith(PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return struct.unpack(">B", head[24:25])[0]
+
+
+def apply_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W, C) array turned upright for EXIF orientation 1..8 (as ``exif_transpose``)."""
+    ops = {
+        1: lambda a: a,
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.transpose(1, 0, 2),
+        6: lambda a: np.rot90(a, k=-1),
+        7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+        8: lambda a: np.rot90(a, k=1),
+    }
+    return np.ascontiguousarray(ops.get(int(orientation), ops[1])(image))
+
+
+def _drop_alpha(a: np.ndarray, path: Path) -> np.ndarray:
+    if a.shape[-1] in (2, 4):
+        warnings.warn(f"{path}: alpha channel dropped", UserWarning, stacklevel=3)
+        return a[..., :-1]
+    return a
+
+
+def _read_png16(path: Path) -> np.ndarray:
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    planes = info["planes"]
+    a = np.vstack([np.asarray(r, dtype=np.uint16) for r in rows]).reshape(height, width, planes)
+    if info["bitdepth"] != 16:
+        raise ValueError(f"unexpected bit depth {info['bitdepth']}")
+    with Image.open(path) as im:
+        orientation = im.getexif().get(ORIENTATION_TAG, 1)
+    return apply_orientation(_drop_alpha(a, path), orientation).astype(np.float32) / 65535.0
+
+
+def _read_pillow(path: Path) -> tuple[np.ndarray, int]:
+    with Image.open(path) as im:
+        im.load()
+        im = ImageOps.exif_transpose(im)
+        mode = im.mode
+        if mode == "P" or mode == "PA":
+            im = im.convert("RGBA" if ("transparency" in im.info or mode == "PA") else "RGB")
+        elif mode == "1":
+            im = im.convert("L")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            im = im.convert("RGB")
+        elif mode.startswith("I;16") or mode == "I":
+            a = np.asarray(im, dtype=np.float64)[..., None]
+            return (np.clip(a, 0, 65535) / 65535.0).astype(np.float32), 16
+        elif mode not in ("L", "LA", "RGB", "RGBA"):
+            raise ValueError(f"unsupported image mode {mode}")
+        a = np.asarray(im)
+    if a.ndim == 2:
+        a = a[..., None]
+    return _drop_alpha(a, path).astype(np.float32) / 255.0, 8
+
+
+def read_image(path: str | Path, min_size: int = 1) -> tuple[np.ndarray, int]:
+    """Read a photo: (float32 (H, W, C) display in [0, 1], C in {1, 3}; bit depth 8 or 16).
+
+    Raises ``ValueError`` (one line naming the file) for a missing file, something that is
+    not an image, a truncated file, or an image whose height or width is below ``min_size``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "file not found")
+    try:
+        if _png_bit_depth(path) == 16:
+            image, depth = _read_png16(path), 16
+        else:
+            image, depth = _read_pillow(path)
+    except Exception as e:  # Pillow/pypng raise many kinds; keep the first line
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _fail(path, f"not a readable image ({msg})") from None
+    h, w = image.shape[:2]
+    if min(h, w) < min_size:
+        raise _fail(path, f"image is {w}x{h} pixels, smaller than the {min_size}x{min_size} "
+                          "kernel; use a larger photo")
+    return image, depth
+
+
+def to_uint(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:
+    """Float display values in [0, 1] -> uint8/uint16 (rounded, clipped); integer arrays pass."""
+    if image.dtype in (np.uint8, np.uint16):
+        return image
+    top = 255 if bit_depth == 8 else 65535
+    out = np.round(np.clip(np.nan_to_num(image, nan=0.0), 0.0, 1.0) * top)
+    return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_image(path: str | Path, image: np.ndarray, bit_depth: int = 8) -> None:
+    """Write (H, W, C) or (H, W) ``image`` (float in [0, 1], or uint8/uint16) atomically.
+
+    PNG at ``bit_depth`` 8 or 16 (16 through pypng); JPEG (.jpg/.jpeg) at 8 bits only.
+    """
+    path = Path(path)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth: must be 8 or 16, got {bit_depth}")
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
+        raise ValueError(f"image: expected (H, W), (H, W, 1) or (H, W, 3), got {image.shape}")
+    if image.dtype == np.uint16 and bit_depth == 8:
+        image = (image.astype(np.float32) / 65535.0)
+    elif image.dtype == np.uint8 and bit_depth == 16:
+        image = image.astype(np.float32) / 255.0
+    data = to_uint(image, bit_depth)
+    suffix = path.suffix.lower()
+    if suffix == ".png" and bit_depth == 16:
+        h, w = data.shape[:2]
+        c = 1 if data.ndim == 2 else 3
+        writer = png.Writer(width=w, height=h, bitdepth=16, greyscale=c == 1, alpha=False)
+        _atomic(path, lambda f: writer.write_array(f, data.reshape(-1)))
+    elif suffix == ".png":
+        _atomic(path, lambda f: Image.fromarray(data).save(f, format="PNG", compress_level=6))
+    elif suffix in (".jpg", ".jpeg"):
+        if bit_depth != 8:
+            raise ValueError(f"{path}: JPEG holds 8 bits only; write a .png for 16 bits")
+        _atomic(path, lambda f: Image.fromarray(data).save(f, format="JPEG", quality=95))
+    else:
+        raise ValueError(f"{path}: unknown image type {suffix!r} (use .png or .jpg)")

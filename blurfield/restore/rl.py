@@ -1,0 +1,203 @@
+"""Non-uniform Richardson–Lucy with saturation-aware updates and TV (DESIGN §5; paper §7.1).
+
+All images are linear light. With ``H`` the blur field of :mod:`blurfield.physics` (one
+cached :class:`~blurfield.physics.BlurField`) and ``d = max(H^T 1, eps)`` its column sums:
+
+plain (paper eq. 9, normalised by the column sums, which are not 1 where mixing varies)::
+
+    x <- x ⊙ H^T( v / max(Hx, eps) ) ⊘ d
+
+saturation-aware (Whyte et al. 2014; paper eqs. 11–13), with ``R``/``R'`` the camera
+response and its slope (:func:`blurfield.physics.saturate`, ``saturate_grad``)::
+
+    a_S = v ⊙ R'(Hx) / max(R(Hx), eps) + 1 - R'(Hx)
+    a_U = v ⊙ R'(Hx) ⊙ z / max(R(Hx), eps) + 1 - R'(Hx) ⊙ z
+    x <- (1 - s) ⊙ x ⊙ H^T(a_U) ⊘ d  +  s ⊙ x ⊙ H^T(a_S) ⊘ d
+
+- ``s`` (the smoothed split): per channel, the unsaturated set ``U = {x < sat_threshold}``
+  is eroded 3 x 3 (so the bright set ``S`` grows by one pixel) and box-blurred 3 x 3;
+  ``s = 1 - that``.
+- ``z`` marks where the blurry photo is reliable: 0 where ``v >= sat_threshold`` in any
+  channel, that set dilated ``z_dilate x z_dilate``; 1 elsewhere. Only the U update uses it.
+
+TV (Dey et al. 2006; paper eq. 14): the update is divided by ``1 - λ div(∇x / |∇x|)``, with
+unnormalised Sobel derivatives (the scale the authors' λ = 1e-3 was tuned for; equal to
+Kornia's ``spatial_gradient(normalized=False)``, computed separably for speed); the
+denominator is clamped at ``TV_MIN_DENOMINATOR`` so a large λ cannot flip its sign.
+
+The iteration starts from the blurry image (for ``padding="valid"``, the blurry image
+mirror-padded to the input size) and runs ``iterations`` updates, or (``early_stop``) stops
+at the first update that does not lower the reblur error and returns the best iterate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import kornia
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from blurfield.physics import BlurField, check_field, pad, saturate, saturate_grad
+
+TV_MIN_DENOMINATOR = 0.1
+
+
+class RLResult(NamedTuple):
+    """The restored image and how it was reached.
+
+    image: (N, C, H, W) linear light (>= 0, may exceed 1 in saturated regions).
+    reblur_error: one float per evaluated iterate, ``reblur_error[t]`` = mean squared error
+        (over the batch, channels and pixels) between the reblur of the iterate after ``t``
+        updates and the blurry image, in linear light; the reblur is ``R(Hx)`` with
+        ``saturation=True``, ``Hx`` without. ``reblur_error[0]`` is the blurry image itself.
+    iterations: number of updates applied to ``image`` (``reblur_error[iterations]`` is its
+        error).
+    """
+
+    image: Tensor
+    reblur_error: list[float]
+    iterations: int
+
+
+def reliable_mask(blurry_linear: Tensor, threshold: float = 0.99, dilate: int = 3) -> Tensor:
+    """``z`` (N, 1, H, W): 0 where any channel of the blurry image is ``>= threshold`` (that
+    set dilated by a ``dilate x dilate`` square; ``dilate <= 1``: not dilated), else 1."""
+    lost = (blurry_linear >= threshold).any(1, keepdim=True).to(blurry_linear.dtype)
+    if dilate > 1 and bool(lost.any()):
+        se = lost.new_ones(dilate, dilate)
+        lost = kornia.morphology.dilation(lost, se)
+    return 1.0 - lost
+
+
+def bright_split(x: Tensor, threshold: float = 0.99) -> Tensor:
+    """The smoothed share ``s`` (N, C, H, W) of each pixel handled by the bright-pixel update:
+    ``1 - box3(erode3(x < threshold))``, per channel; 0 where no pixel is near the threshold."""
+    unsat = (x < threshold).to(x.dtype)
+    if bool(unsat.all()):
+        return torch.zeros_like(x)
+    unsat = kornia.morphology.erosion(unsat, unsat.new_ones(3, 3))
+    unsat = kornia.filters.box_blur(unsat, 3, border_type="replicate")
+    return 1.0 - unsat
+
+
+def sobel(x: Tensor) -> Tensor:
+    """Unnormalised Sobel derivatives (N, C, H, W) -> (N, C, 2, H, W), [:, :, 0] = d/dx,
+    [:, :, 1] = d/dy, replicate border: exactly ``kornia.filters.spatial_gradient(x,
+    normalized=False)`` (tested), computed separably with slices (about 10x faster here)."""
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    along_y = xp[..., :-2, :] + 2 * xp[..., 1:-1, :] + xp[..., 2:, :]  # (N, C, H, W + 2)
+    along_x = xp[..., :, :-2] + 2 * xp[..., :, 1:-1] + xp[..., :, 2:]  # (N, C, H + 2, W)
+    return torch.stack([along_y[..., 2:] - along_y[..., :-2],
+                        along_x[..., 2:, :] - along_x[..., :-2, :]], 2)
+
+
+def tv_denominator(x: Tensor, weight: float, eps: float = 1e-9) -> Tensor:
+    """``max(1 - weight div(∇x / |∇x|), TV_MIN_DENOMINATOR)`` (N, C, H, W), with the
+    unnormalised Sobel derivatives of :func:`sobel`, per channel."""
+    g = sobel(x)
+    unit = g / g.square().sum(2, keepdim=True).sqrt().clamp(min=eps)
+    div = sobel(unit[:, :, 0])[:, :, 0] + sobel(unit[:, :, 1])[:, :, 1]
+    return (1.0 - weight * div).clamp(min=TV_MIN_DENOMINATOR)
+
+
+def _reblur_error(hx: Tensor, v: Tensor, saturation: bool) -> float:
+    r = saturate(hx) if saturation else hx
+    return float((r - v).square().mean())
+
+
+def richardson_lucy(
+    blurry_linear: Tensor,
+    kernels: Tensor,
+    mixing: Tensor,
+    *,
+    iterations: int = 30,
+    saturation: bool = True,
+    tv_weight: float = 1e-3,
+    early_stop: bool = True,
+    padding: str = "same",
+    method: str = "auto",
+    sat_threshold: float = 0.99,
+    z_dilate: int = 3,
+    eps: float = 1e-6,
+    check: bool = True,
+    callback: Callable[[int, Tensor, float], None] | None = None,
+) -> RLResult:
+    """Restore ``blurry_linear`` blurred by the field (kernels, mixing); see the module doc.
+
+    Args:
+        blurry_linear: (N, C, H', W') the blurry photo in linear light (>= 0).
+        kernels: (N, B, K, K) correlation kernels on the simplex.
+        mixing: (N, B, H', W') per-pixel mixing on the simplex, the blurry image's size.
+        iterations: maximum number of updates.
+        saturation: saturation-aware updates (eqs. 11–12) instead of the plain one (eq. 9).
+        tv_weight: λ of the TV prior (eq. 14); 0 switches it off.
+        early_stop: stop at the first update that does not lower the reblur error and return
+            the best iterate; otherwise run exactly ``iterations`` updates, return the last.
+        padding: the field's padding ("same": mirror, "circular", or "valid": the estimate
+            is (N, C, H' + K - 1, W' + K - 1)).
+        method: "auto", "fft" or "direct" (see :class:`blurfield.physics.BlurField`).
+        sat_threshold: the split threshold on the estimate and the ``z`` threshold on the
+            blurry image (linear light).
+        z_dilate: size of the square dilating the lost-information set of ``z``.
+        eps: floor of ``Hx``, ``R(Hx)`` and ``H^T 1`` in the divisions.
+        check: validate the field and the image (switch off inside loops).
+        callback: called as ``callback(t, x, err)`` for every evaluated iterate ``x``
+            (``t`` updates applied, ``err = reblur_error[t]``).
+    Returns:
+        :class:`RLResult`.
+    """
+    v = blurry_linear
+    if check:
+        check_field(kernels, mixing)
+        if v.dim() != 4 or tuple(v.shape[-2:]) != tuple(mixing.shape[-2:]):
+            raise ValueError(f"blurry_linear: shape {tuple(v.shape)} does not match mixing "
+                             f"{tuple(mixing.shape)} (expected (N, C, H, W) of the same H, W)")
+        if not torch.isfinite(v).all() or v.min() < 0:
+            raise ValueError("blurry_linear: must be finite and >= 0 (linear light)")
+    if iterations < 0:
+        raise ValueError(f"iterations: must be >= 0, got {iterations}")
+    op = BlurField(kernels.to(v.dtype), mixing.to(v.dtype), padding=padding, method=method,
+                   check=check)
+    x = pad(v, op.kernel_size, "same") if padding == "valid" else v
+    x = x.clamp(min=0)
+    col_sums = op.ht_one().clamp(min=eps)  # (N, 1, H, W)
+    z = reliable_mask(v, sat_threshold, z_dilate) if saturation else None
+    z_all_ones = z is None or bool((z == 1).all())
+
+    errors: list[float] = []
+    best_x, best_t, best_err = x, 0, float("inf")
+    for t in range(iterations + 1):
+        hx = op.forward(x)
+        err = _reblur_error(hx, v, saturation)
+        errors.append(err)
+        if callback is not None:
+            callback(t, x, err)
+        if err < best_err or not early_stop:
+            best_x, best_t, best_err = x, t, err
+        else:
+            break
+        if t == iterations:
+            break
+        if saturation:
+            r, dr = saturate(hx), saturate_grad(hx)
+            common = v * dr / r.clamp(min=eps)
+            a_s = common + 1.0 - dr
+            if z_all_ones:  # then a_U = a_S: one update for every pixel
+                new = x * op.adjoint(a_s) / col_sums
+            else:
+                corr_u = op.adjoint(common * z + 1.0 - dr * z)
+                split = bright_split(x, sat_threshold)
+                if bool(split.any()):
+                    corr_s = op.adjoint(a_s)
+                    new = x * ((1.0 - split) * corr_u + split * corr_s) / col_sums
+                else:
+                    new = x * corr_u / col_sums
+        else:
+            new = x * op.adjoint(v / hx.clamp(min=eps)) / col_sums
+        if tv_weight:
+            new = new / tv_denominator(x, tv_weight)
+        x = new
+    return RLResult(best_x, errors, best_t)

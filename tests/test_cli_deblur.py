@@ -1,0 +1,150 @@
+"""``blurfield estimate`` and ``blurfield deblur``: the files they write and how they fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import png
+import pytest
+import skimage.data
+import torch
+
+from blurfield import api
+from blurfield.api import Field, load_field, save_field
+from blurfield.cli import main
+from blurfield.imageio import read_image, write_image
+from blurfield.models import KernelEstimator, save_estimator
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_estimator(KernelEstimator(base_width=4), path)
+    return path
+
+
+def photo(h: int = 48, w: int = 64) -> np.ndarray:
+    return skimage.data.astronaut()[: h * 4 : 4, : w * 4 : 4].astype(np.float32) / 255
+
+
+def line_field(h: int, w: int, k: int = 7) -> Field:
+    kernels = torch.zeros(2, k, k)
+    kernels[0, k // 2, 1:-1] = 1
+    kernels[1, 1:-1, k // 2] = 1
+    kernels /= kernels.sum((-1, -2), keepdim=True)
+    a = torch.linspace(0, 1, w).expand(h, w)
+    return Field(kernels, torch.stack([a, 1 - a]), scale=1.0, image_size=(h, w))
+
+
+def listing(d) -> set[str]:
+    return {p.name for p in d.iterdir()}
+
+
+def test_deblur_with_a_field_writes_exactly_three_files(tmp_path):
+    write_image(tmp_path / "shot.png", photo(), bit_depth=16)
+    save_field(tmp_path / "given.npz", line_field(48, 64))
+    out = tmp_path / "out"
+    rc = main(["deblur", str(tmp_path / "shot.png"), "--field", str(tmp_path / "given.npz"),
+               "--out", str(out), "--iterations", "2"])
+    assert rc == 0
+    assert listing(out) == {"shot_restored.png", "shot_compare.png", "shot_field.npz"}
+    w, h, _, info = png.Reader(filename=str(out / "shot_restored.png")).read()
+    assert (w, h, info["bitdepth"], info["planes"]) == (64, 48, 16, 3)  # size and depth kept
+    field = load_field(out / "shot_field.npz")
+    assert field.image_size == (48, 64) and field.kernels.shape == (2, 7, 7)
+    compare, depth = read_image(out / "shot_compare.png")
+    assert depth == 8 and compare.shape[1] >= 3 * 64
+
+
+def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny):
+    write_image(tmp_path / "a.png", photo())
+    write_image(tmp_path / "b.jpg", photo(40, 52))
+    gray = (photo()[..., 1] * 255).astype(np.uint8)
+    write_image(tmp_path / "c.png", gray)
+    inputs = [str(tmp_path / n) for n in ("a.png", "b.jpg", "c.png")]
+    rc = main(["estimate", *inputs, "--checkpoint", str(tiny), "--out", str(tmp_path / "e")])
+    assert rc == 0
+    assert listing(tmp_path / "e") == {f"{s}_{kind}" for s in "abc"
+                                       for kind in ("field.npz", "kernels.png")}
+    assert load_field(tmp_path / "e" / "b_field.npz").image_size == (40, 52)
+    rc = main(["deblur", *inputs, "--checkpoint", str(tiny), "--out", str(tmp_path / "d"),
+               "--iterations", "1", "restore.tv_weight=0"])
+    assert rc == 0
+    assert listing(tmp_path / "d") == {f"{s}_{kind}" for s in "abc"
+                                       for kind in ("restored.png", "compare.png", "field.npz")}
+    img, depth = read_image(tmp_path / "d" / "c_restored.png")
+    assert depth == 8 and img.shape == (48, 64, 1)  # grayscale stays grayscale
+
+
+def test_duplicate_stems_are_refused(tmp_path, tiny, capsys):
+    (tmp_path / "x").mkdir()
+    write_image(tmp_path / "a.png", photo())
+    write_image(tmp_path / "x" / "a.jpg", photo())
+    out = tmp_path / "out"
+    rc = main(["deblur", str(tmp_path / "a.png"), str(tmp_path / "x" / "a.jpg"),
+               "--checkpoint", str(tiny), "--out", str(out)])
+    assert rc == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert "same file name stem" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_bad_photo_fails_alone(tmp_path, tiny, capsys):
+    write_image(tmp_path / "good.png", photo())
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    write_image(tmp_path / "small.png", photo()[:20, :20])
+    out = tmp_path / "out"
+    rc = main(["deblur", str(tmp_path / "bad.png"), str(tmp_path / "small.png"),
+               str(tmp_path / "good.png"), "--checkpoint", str(tiny), "--out", str(out),
+               "--iterations", "1"])
+    assert rc == 1
+    assert listing(out) == {"good_restored.png", "good_compare.png", "good_field.npz"}
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert "bad.png" in lines[0] and "small.png" in lines[1] and "smaller than" in lines[1]
+
+
+def test_field_goes_with_one_photo_of_its_size(tmp_path, capsys):
+    write_image(tmp_path / "a.png", photo())
+    write_image(tmp_path / "b.png", photo())
+    save_field(tmp_path / "f.npz", line_field(40, 64))
+    args = ["--field", str(tmp_path / "f.npz"), "--out", str(tmp_path / "out")]
+    assert main(["deblur", str(tmp_path / "a.png"), str(tmp_path / "b.png"), *args]) == 2
+    assert "exactly one photo" in capsys.readouterr().err
+    assert main(["deblur", str(tmp_path / "a.png"), *args]) == 2
+    assert "64x40" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_weights_and_bad_scale_are_one_line_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(api, "SHIPPED_WEIGHTS", tmp_path / "compact.pt")
+    write_image(tmp_path / "a.png", photo())
+    assert main(["estimate", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--checkpoint" in err and len(err.splitlines()) == 1
+    assert main(["deblur", str(tmp_path / "a.png"), "--scale", "0.5"]) == 2
+    assert "scale" in capsys.readouterr().err
+    assert main(["deblur", "--out", str(tmp_path / "o")]) == 2
+    assert "no photos" in capsys.readouterr().err
+
+
+def test_alpha_is_dropped_with_one_note(tmp_path, capsys):
+    from PIL import Image
+
+    rgba = np.dstack([(photo() * 255).astype(np.uint8), np.full((48, 64), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "t.png")
+    save_field(tmp_path / "f.npz", line_field(48, 64))
+    rc = main(["deblur", str(tmp_path / "t.png"), "--field", str(tmp_path / "f.npz"),
+               "--out", str(tmp_path / "out"), "--iterations", "1"])
+    assert rc == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"blurfield deblur: note: {tmp_path / 't.png'}: alpha channel dropped"]
+    img, _ = read_image(tmp_path / "out" / "t_restored.png")
+    assert img.shape == (48, 64, 3)
