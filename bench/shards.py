@@ -7,11 +7,13 @@ Scenes are chosen with exactly ``--layers`` layers (default 4 = 3 objects + back
 Reports the median CPU time (``time.process_time``: what one core spends, robust to other
 processes sharing the machine) and wall time of each part over ``--samples`` samples, and
 samples/s per core = 1 / the median CPU total. The target is >= 10 samples/s per core at
-512 x 512, 4 layers, K = 33.
+512 x 512, 4 layers, K = 33. Like a shard worker, the process tunes glibc's malloc first
+(``data_prep.shards.tune_malloc``; ``--no-malloc`` measures without).
 
 ``--e2e N`` also builds N samples with ``python -m data_prep shards``'s code path and
-``--workers`` processes into a temp folder and prints the wall-clock rate (process start
-and imports included).
+``--workers`` processes into a temp folder and prints the wall-clock rate and the workers'
+CPU time per sample (process start and imports included: ~3 s of CPU per worker, so use
+a few hundred samples, or subtract a run with few).
 
 Usage: python bench/shards.py [--samples 20] [--size 512] [--kernel-size 33] [--layers 4]
                               [--e2e 0] [--workers 2]
@@ -20,6 +22,7 @@ Usage: python bench/shards.py [--samples 20] [--size 512] [--kernel-size 33] [--
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -30,7 +33,7 @@ import torch
 from blurfield.config import load_config
 from blurfield.data.schema import Sample, encode_sample, make_meta
 from data_prep.scenes.builtin import BuiltinSource, textures
-from data_prep.shards import KernelSource, build
+from data_prep.shards import KernelSource, build, tune_malloc
 from data_prep.synth import draw_kernel_ids, synthesize
 
 
@@ -88,9 +91,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--e2e", type=int, default=0, help="also build this many samples")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--malloc", action=argparse.BooleanOptionalAction, default=True,
+                    help="tune glibc malloc as shard workers do (--no-malloc: the default)")
     a = ap.parse_args()
 
     torch.set_num_threads(1)
+    tuned = tune_malloc() if a.malloc else False
     crop = min(256, a.size - a.kernel_size + 1)
     cfg = load_config(None, [f"shards.scene_size={a.size}", f"shards.kernel_size={a.kernel_size}",
                              f"shards.crop_size={crop}",
@@ -102,7 +108,7 @@ def main() -> None:
     mw = {k: statistics.median(v) for k, v in wall.items()}
     total, total_w = sum(mc.values()), sum(mw.values())
     print(f"shard synthesis, {a.size} x {a.size}, {a.layers} layers, K = {a.kernel_size}, "
-          f"1 torch thread, median of {a.samples} samples")
+          f"1 torch thread, median of {a.samples} samples, malloc tuned: {tuned}")
     print(f"{'part':<10} {'cpu ms':>8} {'share':>7} {'wall ms':>8}")
     for k in mc:
         print(f"{k:<10} {mc[k] * 1e3:8.1f} {mc[k] / total:7.1%} {mw[k] * 1e3:8.1f}")
@@ -118,8 +124,12 @@ def main() -> None:
             t = time.perf_counter()
             build(c, progress=False)
             dt = time.perf_counter() - t
+        ch = resource.getrusage(resource.RUSAGE_CHILDREN)  # the joined worker processes
+        cpu = ch.ru_utime + ch.ru_stime
         print(f"end to end: {a.e2e} samples, {a.workers} worker(s): {dt:.1f} s, "
               f"{a.e2e / dt:.1f} samples/s ({a.e2e / dt / max(1, a.workers):.1f} per worker)")
+        if a.workers and cpu:
+            print(f"  workers' CPU: {cpu / a.e2e * 1e3:.0f} ms/sample, start-up included")
 
 
 if __name__ == "__main__":

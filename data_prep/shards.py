@@ -18,9 +18,19 @@ Steps:
    it when complete. Members carry a fixed mtime, so the same config gives byte-identical
    shards whatever ``workers`` is. A rerun keeps every complete shard and rebuilds the rest:
    no sample is duplicated or lost. A rerun with another config into the same ``out_dir`` is
-   refused.
+   refused. Samples that fail are listed in ``failed/<shard>.json``, written just before
+   that shard's rename by the one process that builds it.
 4. ``manifest.json``: counts, config, schema version, kernel source, skipped inputs with
    reasons, samples that failed, the shard list and brace patterns for ``data.*_shards``.
+
+Parallel parts (``slurm/shards.sbatch``): ``shards.part=i shards.parts=n`` builds only the
+shards numbered s with ``s % n == i`` in each split, from the same plan as a single run
+(``plan.json`` is created once, atomically, and compared by every other part; each part
+scans the inputs unless it is already there), and writes ``manifest.part-<i>.json``
+instead of ``manifest.json``. Once every part has ended, one more run without part/parts
+finds every shard complete (or rebuilds one that a failed part left), writes the merged
+``manifest.json`` and removes the part manifests. The shards are byte-identical to a
+single run's.
 
 Kernels come from a bank (``shards.kernel_bank``) or are generated on the fly from the
 ``kernels`` section (default; nothing on disk needed): ids are drawn from
@@ -53,9 +63,10 @@ ALIASES = {
 }
 MTIME = 946684800  # 2000-01-01: every tar member's mtime (byte-identical reruns)
 PLAN_FILE = "plan.json"
-FAILED_FILE = "failed.json"
+FAILED_DIR = "failed"  # failed/<shard stem>.json: the failed samples of one shard
 MANIFEST = "manifest.json"
-NOT_CONTENT = ("workers", "progress", "out_dir")  # shards keys that do not change the bytes
+# shards keys that do not change the bytes
+NOT_CONTENT = ("workers", "progress", "out_dir", "part", "parts")
 KERNEL_NOT_CONTENT = ("out_dir", "batch_size", "sheet", "chunk_size")
 
 
@@ -159,14 +170,37 @@ def make_plan(sc: Any, scenes: list[tuple[Any, str]] | None, image_id_of: Any = 
 # --------------------------------------------------------------------------- workers
 
 _STATE: dict[str, Any] = {}
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
-def _init(cfg: dict, threads: int = 1) -> None:
-    """Worker set-up: one torch thread, the scene source and the kernel source."""
+def tune_malloc() -> bool:
+    """Keep freed memory in this process's heap (glibc ``mallopt``); True if applied.
+
+    The synthesiser allocates and frees tens of MiB of FFT buffers per sample. By default
+    glibc serves such blocks with fresh ``mmap`` pages and returns them on ``free``, so every
+    sample pays for page faults on zeroed pages (10-35 % of the synthesis CPU time in
+    ``bench/shards.py --no-malloc``). Here blocks up to 32 MiB come from the heap, which is
+    trimmed only when 256 MiB sit free at its top. Called in worker processes only.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 << 20))
+
+
+def _init(cfg: dict, threads: int = 1, worker: bool = False) -> None:
+    """Process set-up: one torch thread, the scene source and the kernel source; in a
+    worker process also :func:`tune_malloc`."""
     import torch
 
     from data_prep.scenes import make_source
 
+    if worker:
+        tune_malloc()
     torch.set_num_threads(threads)
     c = OmegaConf.create(cfg)
     _STATE.clear()
@@ -217,7 +251,8 @@ class _Runner:
         if self.workers > 0:
             import multiprocessing as mp
 
-            self.pool = mp.get_context("spawn").Pool(self.workers, _init, (self.cfg,))
+            self.pool = mp.get_context("spawn").Pool(self.workers, _init,
+                                                        (self.cfg, 1, True))
         else:  # one thread here too: small FFTs run 10-100x slower on busy shared cores
             _init(self.cfg, threads=1)
 
@@ -245,10 +280,23 @@ class _Runner:
 # --------------------------------------------------------------------------- files
 
 
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1, sort_keys=True) + "\n"
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+    """Atomic write (a temp name unique to this process, then a rename)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(_dumps(obj))
     os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise ValueError(f"{path} is not valid JSON (a run killed while writing it?): delete "
+                         "it and rerun") from None
 
 
 class TarShard:
@@ -281,11 +329,12 @@ class TarShard:
 def fingerprint(cfg: DictConfig, kernels: dict) -> tuple[str, dict]:
     """A hash of everything that changes the shards' bytes, and that content."""
     from blurfield.data.schema import SCHEMA_VERSION
+    from data_prep.synth import SYNTH_VERSION
 
     sc = {k: v for k, v in OmegaConf.to_container(cfg.shards, resolve=True).items()
           if k not in NOT_CONTENT + ("kernel_bank",)}
     ks = {k: v for k, v in kernels.items() if k != "bank"}  # a moved bank is the same bank
-    content = {"schema": SCHEMA_VERSION, "shards": sc, "kernels": ks}
+    content = {"schema": SCHEMA_VERSION, "synth": SYNTH_VERSION, "shards": sc, "kernels": ks}
     h = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
     return h, content
 
@@ -297,9 +346,12 @@ def check_cfg(sc: Any) -> None:
     """ValueError naming the key for a ``shards`` section that cannot work."""
     if sc.source not in ("builtin", "ade20k", "folder"):
         raise ValueError(f"shards.source must be builtin, ade20k or folder, got {sc.source!r}")
-    for key in ("num_samples", "shard_size", "crop_size"):
+    for key in ("num_samples", "shard_size", "crop_size", "parts"):
         if int(sc[key]) < 1:
             raise ValueError(f"shards.{key} must be >= 1, got {sc[key]}")
+    if not 0 <= sc.part < sc.parts:
+        raise ValueError(f"shards.part must be in [0, shards.parts - 1] = [0, {sc.parts - 1}], "
+                         f"got {sc.part}")
     if sc.workers < 0:
         raise ValueError(f"shards.workers must be >= 0 (0 = no worker processes), got "
                          f"{sc.workers}")
@@ -329,7 +381,7 @@ def _load_plan_file(out: Path, fp: str, content: dict) -> dict | None:
             raise ValueError(f"{out} holds shards ({shards[0]}, ...) but no {PLAN_FILE}: "
                              "choose another shards.out_dir or empty that folder")
         return None
-    old = json.loads(f.read_text())
+    old = _read_json(f)
     if old.get("fingerprint") == fp:
         return old
     if shards:
@@ -338,17 +390,47 @@ def _load_plan_file(out: Path, fp: str, content: dict) -> dict | None:
     return None
 
 
+def _store_plan(out: Path, plan: dict) -> None:
+    """Write ``plan.json`` unless a parallel part already has (create-or-compare).
+
+    The plan is written to a temp file and hard-linked to ``plan.json``, which fails if the
+    file exists: the plan on disk is then compared with ours. A stale plan of another config
+    (no shards: :func:`_load_plan_file` checked) is replaced; every part of one config
+    writes the same plan, so racing replacements agree.
+    """
+    f = out / PLAN_FILE
+    tmp = out / f".{PLAN_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(_dumps(plan))
+    try:
+        try:
+            os.link(tmp, f)
+            return
+        except FileExistsError:
+            pass
+        old = _read_json(f)
+        if old == json.loads(_dumps(plan)):
+            return
+        if old.get("fingerprint") != plan["fingerprint"]:
+            os.replace(tmp, f)
+            return
+        raise ValueError(f"{f} lists other scenes than this run's scan of shards.root (did "
+                         "the folder change while parts ran?): delete it and the shards, "
+                         "then rerun every part")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _diff(old: dict, new: dict) -> str:
     """The first differing key between two fingerprint contents, as ``section.key``."""
     a = old.get("content", {})
-    for sec in ("schema", "shards", "kernels"):
+    for sec in ("schema", "synth", "shards", "kernels"):
         x, y = a.get(sec), new.get(sec)
         if isinstance(x, dict) and isinstance(y, dict):
             for k in sorted(set(x) | set(y)):
                 if x.get(k) != y.get(k):
                     return f"{sec}.{k}"
         elif x != y:
-            return sec
+            return "synthesiser version" if sec == "synth" else sec
     return "plan.json"
 
 
@@ -368,9 +450,17 @@ def scan(runner: _Runner, source: Any, progress: bool) -> tuple[list, list]:
     return eligible, skipped
 
 
+def manifest_name(part: int, parts: int) -> str:
+    """``manifest.json``, or ``manifest.part-<part>.json`` for one part of several."""
+    return MANIFEST if parts == 1 else f"manifest.part-{part}.json"
+
+
 def build(cfg: DictConfig, progress: bool = True) -> dict:
     """Build (or finish) the shards of ``cfg`` in ``cfg.shards.out_dir``; returns the manifest.
 
+    With ``shards.parts`` = n > 1 only the shards numbered s with s % n == ``shards.part``
+    (in each split) are built and the manifest is ``manifest.part-<part>.json``; a later run
+    with parts = 1 finds them complete and writes ``manifest.json``.
     Raises ValueError with a one-line message on a bad config, root or out_dir.
     """
     from tqdm import tqdm
@@ -385,6 +475,7 @@ def build(cfg: DictConfig, progress: bool = True) -> dict:
     out = Path(sc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cached = _load_plan_file(out, fp, content)
+    part, parts = int(sc.part), int(sc.parts)
     plain = OmegaConf.to_container(cfg, resolve=True)
     runner = _Runner(plain, int(sc.workers))
     ok = False
@@ -397,33 +488,61 @@ def build(cfg: DictConfig, progress: bool = True) -> dict:
         else:
             eligible, skipped = scan(runner, source, progress)
             scenes = [tuple(e) for e in eligible]
-        _write_json(out / PLAN_FILE, {"fingerprint": fp, "content": content,
-                                      "eligible": eligible, "skipped": skipped})
+        _store_plan(out, {"fingerprint": fp, "content": content, "eligible": eligible,
+                          "skipped": skipped})
         items = make_plan(sc, scenes, getattr(source, "image_id", None))
         shards: dict[tuple[str, int], list[Item]] = {}
         for it in items:
             shards.setdefault((it.split, it.shard), []).append(it)
-        done = {k for k in shards if (out / shard_name(*k)).exists()}
-        failed = _load_failed(out, {it.key for k in done for it in shards[k]})
-        todo = [it for it in items if (it.split, it.shard) not in done]
+        mine = sorted(k for k in shards if k[1] % parts == part)
+        done = [k for k in mine if (out / shard_name(*k)).exists()]
+        failed = _load_failed(out, done)
+        todo = [it for k in mine if k not in done for it in shards[k]]
+        todo.sort(key=lambda it: it.index)
         _write_samples(runner, out, todo, shards, failed, progress, tqdm)
         ok = True
     finally:
         runner.close(ok)
-    manifest = _manifest(cfg, fp, content, kernels, shards, failed, skipped, eligible, out)
-    _write_json(out / MANIFEST, manifest)
+    manifest = _manifest(cfg, fp, content, kernels, shards, mine, failed, skipped, eligible,
+                         out)
+    _write_json(out / manifest_name(part, parts), manifest)
+    if parts == 1:  # merged: the part manifests are superseded
+        for p in out.glob("manifest.part-*.json"):
+            p.unlink(missing_ok=True)
     return manifest
 
 
-def _load_failed(out: Path, keep_keys: set[str]) -> dict[str, dict]:
-    f = out / FAILED_FILE
-    old = json.loads(f.read_text()) if f.exists() else {}
-    return {k: v for k, v in old.items() if k in keep_keys}
+def _record(out: Path, shard: str) -> Path:
+    return out / FAILED_DIR / f"{Path(shard).stem}.json"
+
+
+def _load_failed(out: Path, done: list[tuple[str, int]]) -> dict[str, dict]:
+    """The failed samples of the complete shards ``done``, from their records."""
+    folder = out / FAILED_DIR
+    have = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    failed: dict[str, dict] = {}
+    for k in done:
+        f = _record(out, shard_name(*k))
+        if f.name in have:
+            failed.update(_read_json(f))
+    return failed
+
+
+def _write_record(out: Path, shard: str, failed: dict[str, dict]) -> None:
+    """The shard's failure record (key -> image_id, reason), or none: written before the
+    shard's rename, so a complete shard's record is its builder's (parts never share one)."""
+    f = _record(out, shard)
+    if failed:
+        f.parent.mkdir(exist_ok=True)
+        _write_json(f, failed)
+    else:
+        f.unlink(missing_ok=True)
 
 
 def _write_samples(runner, out, todo, shards, failed, progress, tqdm) -> None:
-    left = {k: len(v) for k, v in shards.items()}
+    left = {(it.split, it.shard): len(shards[(it.split, it.shard)]) for it in todo}
     open_: dict[tuple[str, int], TarShard] = {}
+    shard_failed: dict[tuple[str, int], dict[str, dict]] = {}
     try:
         bar = tqdm(total=len(todo), unit="sample", desc="shards", disable=not progress)
         by_index = {it.index: it for it in todo}
@@ -433,19 +552,20 @@ def _write_samples(runner, out, todo, shards, failed, progress, tqdm) -> None:
             if k not in open_:
                 open_[k] = TarShard(out, shard_name(*k))
             if encoded is None:
-                failed[it.key] = {"image_id": it.image_id, "reason": reason}
-                _write_json(out / FAILED_FILE, failed)
+                rec = {"image_id": it.image_id, "reason": reason}
+                shard_failed.setdefault(k, {})[it.key] = rec
+                failed[it.key] = rec
             else:
                 open_[k].add(encoded)
             left[k] -= 1
             if left[k] == 0:
+                _write_record(out, shard_name(*k), shard_failed.pop(k, {}))
                 open_.pop(k).finish()
             bar.update(1)
         bar.close()
     finally:
         for s in open_.values():  # interrupted: leave the temp file, a rerun rebuilds it
             s.fh.close()
-    _write_json(out / FAILED_FILE, failed)
 
 
 def _pattern(out: Path, split: str, n: int) -> str | None:
@@ -456,25 +576,35 @@ def _pattern(out: Path, split: str, n: int) -> str | None:
     return str(out / f"{split}-{{000000..{n - 1:06d}}}.tar")
 
 
-def _manifest(cfg, fp, content, kernels, shards, failed, skipped, eligible, out) -> dict:
+def _manifest(cfg, fp, content, kernels, shards, listed, failed, skipped, eligible, out
+              ) -> dict:
+    """The manifest of the ``listed`` shards (every shard of the plan for parts = 1);
+    ``patterns`` always name every shard of the plan."""
     from blurfield.data.schema import SCHEMA_VERSION
 
-    rows, counts = [], {"train": 0, "val": 0}
-    for (split, shard), its in sorted(shards.items()):
+    rows, counts, planned = [], {"train": 0, "val": 0}, 0
+    keys = set()
+    for split, shard in listed:
+        its = shards[(split, shard)]
         n = sum(1 for it in its if it.key not in failed)
         counts[split] += n
+        planned += len(its)
+        keys.update(it.key for it in its)
         rows.append({"name": shard_name(split, shard), "split": split, "samples": n,
                      "keys": [its[0].key, its[-1].key]})
+    failed = {k: v for k, v in failed.items() if k in keys}
     reasons: dict[str, int] = {}
     for _, reason, _ in skipped:
         reasons[reason] = reasons.get(reason, 0) + 1
-    nshards = {s: sum(1 for r in rows if r["split"] == s) for s in ("train", "val")}
-    return {
+    nshards = {s: sum(1 for k in shards if k[0] == s) for s in ("train", "val")}
+    sc = cfg.shards
+    m = {
         "schema_version": SCHEMA_VERSION,
         "fingerprint": fp,
-        "source": cfg.shards.source,
-        "counts": {"requested": int(cfg.shards.num_samples), "train": counts["train"],
-                   "val": counts["val"], "total": counts["train"] + counts["val"],
+        "source": sc.source,
+        "counts": {"requested": int(sc.num_samples), "planned": planned,
+                   "train": counts["train"], "val": counts["val"],
+                   "total": counts["train"] + counts["val"],
                    "failed": len(failed), "skipped_inputs": len(skipped),
                    "scenes": len(eligible) if eligible is not None else None},
         "shards": rows,
@@ -483,9 +613,12 @@ def _manifest(cfg, fp, content, kernels, shards, failed, skipped, eligible, out)
                     "inputs": [{"input": i, "reason": r, "detail": d} for i, r, d in skipped]},
         "failed": [{"key": k, **v} for k, v in sorted(failed.items())],
         "kernels": kernels.describe(),
-        "config": OmegaConf.to_container(cfg.shards, resolve=True),
+        "config": OmegaConf.to_container(sc, resolve=True),
         "content": content,
     }
+    if int(sc.parts) > 1:
+        m["part"] = {"index": int(sc.part), "count": int(sc.parts)}
+    return m
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
@@ -500,13 +633,21 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     c = m["counts"]
     ns = {s: sum(1 for r in m["shards"] if r["split"] == s) for s in ("train", "val")}
-    print(f"{c['total']} samples in {cfg.shards.out_dir}: {c['train']} train in {ns['train']} "
-          f"shard(s), {c['val']} val in {ns['val']} shard(s); {c['skipped_inputs']} input(s) "
-          f"skipped, {c['failed']} failed; see manifest.json")
+    part, parts = int(cfg.shards.part), int(cfg.shards.parts)
+    what = f"part {part} of {parts}: " if parts > 1 else ""
+    print(f"{what}{c['total']} samples in {cfg.shards.out_dir}: {c['train']} train in "
+          f"{ns['train']} shard(s), {c['val']} val in {ns['val']} shard(s); "
+          f"{c['skipped_inputs']} input(s) skipped, {c['failed']} failed; see "
+          f"{manifest_name(part, parts)}")
+    if parts > 1:
+        print("  when every part is done, run once more without shards.part/parts: it "
+              "writes manifest.json")
+        return 0
     for s in ("train", "val"):
         if m["patterns"][s]:
             print(f"  data.{s}_shards={m['patterns'][s]}")
     return 0
 
 
-__all__ = ["build", "make_plan", "split_of", "shard_name", "KernelSource", "TarShard", "run"]
+__all__ = ["build", "make_plan", "split_of", "shard_name", "KernelSource", "TarShard", "run",
+           "tune_malloc"]

@@ -217,6 +217,29 @@ def test_per_pixel_kernels_and_smooth_masks():
         torch.testing.assert_close(raw[:, j : j + 1], ref)
 
 
+def test_normalize_masks_matches_smooth_masks_and_falls_back_to_hard():
+    from blurfield.physics.blur import normalize_masks
+
+    hard = torch.zeros(1, 2, 12, 14, dtype=torch.float64)
+    hard[:, 1, :, :7] = 1  # layer 1 = left half, layer 0 = right half
+    hard[:, 0] = 1 - hard[:, 1]
+    lk = torch.zeros(1, 2, 5, 5, dtype=torch.float64)
+    lk[0, 1, 2, 4] = 1  # layer 1 looks 2 px right, layer 0 2 px left: near the seam
+    lk[0, 0, 2, 0] = 1  # neither kernel reaches its own layer, so the sum is 0 there
+    for padding in ("same", "valid"):
+        raw = smooth_masks(hard, lk, padding=padding, normalize=False)
+        o = 2 if padding == "valid" else 0
+        h = hard[..., o : o + raw.shape[-2], o : o + raw.shape[-1]]
+        got = normalize_masks(raw, h)
+        torch.testing.assert_close(got, smooth_masks(hard, lk, padding=padding))
+        zero = raw.sum(1) <= 1e-6
+        assert zero.sum() > 0  # the fallback branch is exercised: the hard mask there
+        assert torch.equal(got[:, :, zero[0]], h[:, :, zero[0]])
+        total = raw.sum(1, keepdim=True)  # elsewhere the direct quotient
+        torch.testing.assert_close(got[:, :, ~zero[0]], (raw / total)[:, :, ~zero[0]])
+        torch.testing.assert_close(got.sum(1), torch.ones_like(got.sum(1)))
+
+
 # --------------------------------------------------------------------------- bad input
 
 

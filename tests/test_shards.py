@@ -126,7 +126,7 @@ def test_written_sample_satisfies_the_reblur_invariant(ref):
     u = sharp_linear(s)[:, st : st + sh, sl : sl + sw]
     v = reblur(u[None], gt.kernels[None], gt.masks[None], gamma=s.meta["gamma"],
                padding="valid")[0]
-    blurry = torch.from_numpy(s.blurry[10:74, 20:84]).permute(2, 0, 1).float()
+    blurry = torch.from_numpy(np.array(s.blurry[10:74, 20:84])).permute(2, 0, 1).float()
     unclipped = blurry < 230  # R(x) differs from a hard clip only near 1
     assert unclipped.float().mean() > 0.5
     err = (v * 255 - blurry).abs()[unclipped]
@@ -193,3 +193,108 @@ def test_cli_bad_root_is_one_line(capsys):
     assert main(["shards", "shards.source=ade20k", "shards.root=/nonexistent/ade"]) == 2
     err = capsys.readouterr().err
     assert "shards.root=/nonexistent/ade" in err and "images/ADE/training" in err
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def manifest_keys(out: Path, m: dict) -> list[str]:
+    return [s.key for row in m["shards"] for s in read_shard(out / row["name"])]
+
+
+def test_parts_then_a_final_pass_equal_one_run(ref, tmp_path, monkeypatch):
+    out = tmp_path / "parts"
+    seen = set()
+    for part in range(3):
+        m = build(small_cfg(out, f"shards.part={part}", "shards.parts=3"), progress=False)
+        names = {r["name"] for r in m["shards"]}
+        assert names and all(int(n[-10:-4]) % 3 == part for n in names)  # s % parts == part
+        assert names == {p.name for p in out.glob("*.tar")} - seen  # built only its own
+        seen |= names
+        assert (out / f"manifest.part-{part}.json").exists() and m["part"]["count"] == 3
+        assert m["counts"]["total"] == sum(r["samples"] for r in m["shards"])
+    assert not (out / "manifest.json").exists()
+    assert json.loads((out / "plan.json").read_text()) == json.loads(
+        (ref / "plan.json").read_text())
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")}
+
+    def no_sample(item):
+        raise AssertionError("the final pass built a sample")
+
+    monkeypatch.setattr("data_prep.shards._make_one", no_sample)
+    m = build(small_cfg(out), progress=False)  # the final, non-array pass
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == before
+    assert tar_bytes(out) == tar_bytes(ref)
+    assert sorted(manifest_keys(out, m)) == [f"{i:08d}" for i in range(40)]
+    assert m["counts"]["total"] == 40 and m["counts"]["planned"] == 40 and "part" not in m
+    r = json.loads((ref / "manifest.json").read_text())
+    assert m["shards"] == r["shards"]
+    assert m["patterns"] == {s: p.replace(str(ref), str(out)) for s, p in r["patterns"].items()}
+    assert json.loads((out / "manifest.json").read_text()) == m
+    assert not list(out.glob("manifest.part-*.json")) and not list(out.glob(".*.tmp"))
+
+
+def test_parts_run_concurrently_in_subprocesses(ref, tmp_path):
+    out = tmp_path / "concurrent"
+    procs = [subprocess.Popen([sys.executable, "-m", "data_prep", "shards", "--quiet", *SMALL,
+                               f"shards.out_dir={out}", f"shards.part={i}", "shards.parts=2"],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for i in range(2)]
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=300)
+        assert p.returncode == 0, stderr.decode()
+        assert b"run once more without shards.part/parts" in stdout
+    assert tar_bytes(out) == tar_bytes(ref)
+    m = build(small_cfg(out), progress=False)
+    assert sorted(manifest_keys(out, m)) == [f"{i:08d}" for i in range(40)]
+    assert m["counts"]["total"] == 40
+
+
+def test_failures_are_counted_once_across_parts_and_rebuilds(tmp_path, monkeypatch):
+    import data_prep.synth
+
+    real = data_prep.synth.make_sample
+    bad = {"00000003", "00000010", "00000017", "00000030"}
+
+    def flaky(key, *a, **k):
+        if key in bad:
+            raise ValueError(f"broken scene {key}")
+        return real(key, *a, **k)
+
+    out = tmp_path / "failing"
+    monkeypatch.setattr(data_prep.synth, "make_sample", flaky)
+    for part in range(2):
+        build(small_cfg(out, f"shards.part={part}", "shards.parts=2"), progress=False)
+    monkeypatch.setattr(data_prep.synth, "make_sample", real)  # the final pass builds nothing
+    m = build(small_cfg(out), progress=False)
+    assert {f["key"] for f in m["failed"]} == bad and m["counts"]["failed"] == 4
+    assert all("broken scene" in f["reason"] for f in m["failed"])
+    keys = manifest_keys(out, m)
+    assert sorted(keys) == sorted({f"{i:08d}" for i in range(40)} - bad)
+    assert m["counts"]["total"] == 36 == sum(r["samples"] for r in m["shards"])
+    # rebuild the shard that holds sample 3 with a working scene: no longer failed
+    row = next(r for r in m["shards"] if r["keys"][0] <= "00000003" <= r["keys"][1])
+    (out / row["name"]).unlink()
+    m = build(small_cfg(out), progress=False)
+    assert {f["key"] for f in m["failed"]} == bad - {"00000003"}
+    assert "00000003" in manifest_keys(out, m) and m["counts"]["total"] == 37
+
+
+def test_plan_is_created_once_and_compared(tmp_path):
+    from data_prep.shards import _store_plan
+
+    plan = {"fingerprint": "a", "content": {}, "eligible": [["x", "y"]], "skipped": []}
+    _store_plan(tmp_path, plan)
+    _store_plan(tmp_path, json.loads(json.dumps(plan)))  # a parallel part: same plan
+    with pytest.raises(ValueError, match="other scenes"):
+        _store_plan(tmp_path, {**plan, "eligible": []})
+    _store_plan(tmp_path, {**plan, "fingerprint": "b"})  # a stale plan of another config
+    assert json.loads((tmp_path / "plan.json").read_text())["fingerprint"] == "b"
+    assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
+
+
+def test_bad_part_is_one_line(tmp_path):
+    with pytest.raises(ValueError, match=r"shards.part must be in .* = \[0, 1\]"):
+        build(small_cfg(tmp_path, "shards.part=2", "shards.parts=2"), progress=False)
+    with pytest.raises(ValueError, match="shards.parts must be >= 1"):
+        build(small_cfg(tmp_path, "shards.parts=0"), progress=False)

@@ -8,13 +8,15 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 from omegaconf import OmegaConf
 from scipy import ndimage
 
 from blurfield.config import ShardsCfg
 from blurfield.data.schema import META_KEYS, decode_sample, encode_sample
+from blurfield.physics import blur, pad, smooth_masks, to_display
 from data_prep.scenes import Scene
-from data_prep.synth import Noise, make_sample, synthesize
+from data_prep.synth import Noise, layer_windows, make_sample, mirror_pad, quantize, synthesize
 
 try:
     from data_prep.kernels.render import correlation_to_psf
@@ -183,3 +185,75 @@ def test_make_sample_meta_and_schema_round_trip():
     assert back.key == "00000042" and back.meta == m
     for a in ("blurry", "sharp", "kernels", "layers"):
         assert np.array_equal(getattr(back, a), getattr(sample, a))
+
+
+# --------------------------------------------------------------------------- per-layer windows
+
+
+def border_scene(rng, h=40, w=44):
+    """Layer 1 in the top-left corner, layer 2 on the right and bottom borders, layer 3 empty."""
+    layers = np.zeros((h, w), np.uint8)
+    layers[:9, :7] = 1
+    layers[20:, 30:] = 2
+    layers[25:31, 10:14] = 2
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8), layers
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_layers_on_the_borders_and_an_empty_layer(normalize):
+    rng = np.random.default_rng(5)
+    sharp, layers = border_scene(rng)
+    kernels = np.stack([rand_kernel(rng, 9) for _ in range(4)])  # layer 3 has no pixel
+    out = synthesize(sharp, layers, kernels, 1.2, G, normalize)
+    d = np.abs(out.astype(float) - ref_display(ref_synth(sharp, layers, kernels, 1.2, normalize)))
+    assert d.max() <= 1 and d.mean() < 0.01
+
+
+def test_even_kernels_match_the_full_frame_physics():
+    """Even K (not mirrored symmetrically): against smooth_masks + blur on the whole frame."""
+    rng = np.random.default_rng(6)
+    sharp, layers = border_scene(rng)
+    kernels = np.stack([rand_kernel(rng, 6) for _ in range(3)])
+    out = synthesize(sharp, layers, kernels, 0.9, G, True)
+    u = torch.from_numpy(ref_linear(sharp, 0.9)).permute(2, 0, 1)[None]
+    k = torch.from_numpy(kernels.astype(np.float64))[None]
+    hard = torch.from_numpy(np.stack([layers == j for j in range(3)]).astype(np.float64))[None]
+    m = smooth_masks(hard, k, padding="same", normalize=True)
+    v = blur(u, k, m, padding="same", method="direct", check=False)[0].permute(1, 2, 0).numpy()
+    d = np.abs(out.astype(float) - ref_display(v))
+    assert d.max() <= 1 and d.mean() < 0.01
+
+
+@pytest.mark.parametrize("k", [5, 6, 9])
+def test_layer_windows_hold_every_non_zero_smoothed_pixel(k):
+    _, layers = border_scene(np.random.default_rng(7))
+    j = 4
+    wins = layer_windows(layers, j, k)
+    assert wins[3] is None  # the empty layer
+    hard = torch.from_numpy(np.stack([layers == i for i in range(j)]).astype(np.float64))[None]
+    kern = torch.ones(1, j, k, k, dtype=torch.float64) / k**2  # full support: widest reach
+    soft = smooth_masks(hard, kern, padding="same", normalize=False)[0].numpy()
+    for i in range(3):
+        t, b, left, right = wins[i]
+        outside = soft[i].copy()
+        outside[t:b, left:right] = 0
+        assert np.abs(outside).max() < 1e-12
+        assert (soft[i][t:b, left:right] > 1e-12).any()
+    # tight: the box of layer 1 (rows 0-8, cols 0-6) grown by K // 2
+    assert wins[1] == (0, 9 + k // 2, 0, 7 + k // 2)
+
+
+@pytest.mark.parametrize("k", [2, 5, 6, 33])
+def test_mirror_pad_is_physics_pad(k):
+    for size in ((12, 15), (3, 40), (1, 7)):
+        x = torch.rand(1, 2, *size, dtype=torch.float64)
+        assert torch.equal(mirror_pad(x, k), pad(x, k, "same"))
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.2, 2.4, 0.8])
+def test_quantize_is_rounded_to_display(gamma):
+    v = torch.cat([torch.linspace(-0.1, 1.2, 200_001), torch.logspace(-12, -4, 2001),
+                   torch.tensor([0.0, 1e-6, 1.0])])
+    ref = torch.round(to_display(v.clamp(0, 1), gamma) * 255).to(torch.uint8)
+    assert torch.equal(quantize(v, gamma), ref)
+    assert torch.equal(quantize(v, gamma), quantize(v.clone(), gamma))  # input left alone

@@ -119,6 +119,10 @@ def pad(x: Tensor, kernel_size: int, padding: str) -> Tensor:
     if padding == "valid":
         return x
     h, w = x.shape[-2:]
+    front, rear = (kernel_size - 1) // 2, kernel_size // 2
+    if rear < min(h, w) and x.dim() == 4:  # F.pad is ~30x faster than the gather below
+        mode = "reflect" if padding == "same" else "circular"
+        return F.pad(x, (front, rear, front, rear), mode=mode)
     x = x.index_select(-2, _pad_index(h, kernel_size, padding, x.device))
     return x.index_select(-1, _pad_index(w, kernel_size, padding, x.device))
 
@@ -380,6 +384,19 @@ def uniform_field(kernel: Tensor, height: int, width: int) -> tuple[Tensor, Tens
     if kernel.dim() == 2:
         kernel = kernel[None]
     return kernel[:, None], kernel.new_ones(kernel.shape[0], 1, height, width)
+
+
+def normalize_masks(soft: Tensor, hard: Tensor, eps: float = 1e-6) -> Tensor:
+    """Soft layer masks onto the simplex: ``M_j / sum_j M_j``, the hard mask where the sum
+    is at most ``eps`` (no layer's kernel reaches the pixel).
+
+    soft (N, J, H, W) >= 0 (e.g. :func:`smooth_masks` with ``normalize=False``), hard
+    (N, J, H, W) in {0, 1} on the same pixels -> (N, J, H, W) summing to 1 over J. The same
+    rule as ``smooth_masks(normalize=True)``, for callers that compute the correlations
+    themselves (the shard synthesiser works on each layer's support only).
+    """
+    total = soft.sum(1, keepdim=True)
+    return torch.where(total > eps, soft / total.clamp(min=eps), hard.to(soft.dtype))
 
 
 def smooth_masks(
