@@ -5,7 +5,7 @@ STAMP := .venv/.installed
 CONFIG ?=
 ARGS ?=
 
-.PHONY: help install test test-all demo shards train bench lint format clean
+.PHONY: help install test test-all demo shards train bench lint docs format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ bench: install  ## run the benchmarks and print their tables
 lint: install  ## ruff
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check . || true
+
+docs: install  ## regenerate the configuration reference in README.md
+	$(PY) -m blurfield.docs
 
 format: install
 	.venv/bin/ruff format .

@@ -44,7 +44,7 @@ class DataCfg:
     """The training/validation stream read by BlurDataModule (DESIGN §8). Shard patterns:
     paths, globs, braces ``train-{000000..000009}.tar``, ``::``-joined lists, or URLs."""
 
-    train_shards: str = "data/shards/builtin/train-{000000..000003}.tar"
+    train_shards: str = "data/shards/builtin/train-{000000..000003}.tar"  # training stream
     val_shards: str = "data/shards/builtin/val-000000.tar"  # "" = no validation
     samples_per_epoch: int = 6000  # total over all ranks and workers
     val_samples: int = 64  # the first n samples of val_shards, centre crops, every epoch
@@ -62,32 +62,32 @@ class TrainCfg:
     """Optimisation, schedule, devices, checkpoints (DESIGN §4)."""
 
     task: str = "estimator"  # estimator | deblurgan (the reblur fine-tune, section finetune)
-    epochs: int = 1200
-    lr: float = 1e-4
+    epochs: int = 1200  # paper: 1,200 (300 with p = 2, then 900 with p = 1)
+    lr: float = 1e-4  # Adam learning rate
     lr_halve_every: int = 150  # epochs
     kernel_loss_p_switch_epoch: int = 300  # p = 2 before, p = 1 from this epoch on
-    kernel_loss_weight: float = 1.0
-    reblur_loss_weight: float = 1.0
+    kernel_loss_weight: float = 1.0  # weight of eq. 6 (paper: equal weights)
+    reblur_loss_weight: float = 1.0  # weight of eq. 5
     reblur_space: str = "display"  # display | linear (the authors' code)
     reblur_gamma: float = 2.2  # data gamma of the reblur loss (eq. 3); the shards' gamma
     l1_chunk: int = 4096  # pixels per chunk of the p = 1 kernel loss
-    accelerator: str = "auto"
-    devices: Any = 1
-    num_nodes: int = 1
-    strategy: str = "auto"
-    precision: str = "32-true"
-    channels_last: bool = False
-    compile: bool = False
-    out_dir: str = "runs"
-    run_name: str = "estimator"
-    resume: bool = False
-    seed: int = 0
-    max_steps: int = -1
-    limit_val_batches: int = 4
-    val_every_n_epochs: int = 1
-    log_every_n_steps: int = 10
+    accelerator: str = "auto"  # Lightning: auto | cpu | gpu
+    devices: Any = 1  # devices per node (GPUs, or CPU processes)
+    num_nodes: int = 1  # nodes (Slurm: one task per GPU)
+    strategy: str = "auto"  # Lightning strategy: auto | ddp | ddp_spawn ...
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed (losses stay float32)
+    channels_last: bool = False  # memory format of the network
+    compile: bool = False  # torch.compile the network
+    out_dir: str = "runs"  # runs live in <out_dir>/<run_name>/
+    run_name: str = "estimator"  # the run directory and W&B run name
+    resume: bool = False  # continue from the run's newest checkpoint (fresh if none)
+    seed: int = 0  # model initialisation (data.seed seeds the data)
+    max_steps: int = -1  # stop after this many optimizer steps (-1 = epochs decide)
+    limit_val_batches: int = 4  # validation batches per epoch
+    val_every_n_epochs: int = 1  # validate every n epochs
+    log_every_n_steps: int = 10  # scalar logging interval
     image_every_n_epochs: int = 10  # pictures (basis PSFs, mixing, per-pixel PSFs); 0 = never
-    progress_bar: bool = True
+    progress_bar: bool = True  # tqdm progress bar
 
 
 @dataclass
@@ -95,10 +95,10 @@ class LoggingCfg:
     """Weights & Biases (offline unless WANDB_MODE says otherwise) or CSV."""
 
     logger: str = "wandb"  # wandb | csv | none
-    project: str = "blurfield"
-    entity: str | None = None
-    group: str | None = None
-    tags: list[str] = field(default_factory=list)
+    project: str = "blurfield"  # W&B project
+    entity: str | None = None  # W&B entity (team); None = your default
+    group: str | None = None  # W&B group (ablations share one)
+    tags: list[str] = field(default_factory=list)  # W&B tags
     mode: str = "offline"  # used when WANDB_MODE is not set
 
 
@@ -108,15 +108,15 @@ class RestoreCfg:
 
     checkpoint: str | None = None  # estimator weights; None = the shipped model
     field: str | None = None  # a field .npz to restore with instead of estimating
-    out_dir: str = "out"
-    iterations: int = 30
-    saturation: bool = True
-    sat_threshold: float = 0.99
-    z_dilate: int = 3
-    tv_weight: float = 1e-3
-    early_stop: bool = True
-    padding: str = "same"
-    method: str = "auto"
+    out_dir: str = "out"  # where estimate/deblur write their files
+    iterations: int = 30  # Richardson–Lucy iterations (at most, with early_stop)
+    saturation: bool = True  # saturation-aware updates (Whyte et al. 2014)
+    sat_threshold: float = 0.99  # linear value treated as saturated
+    z_dilate: int = 3  # dilation of the saturated-pixel mask z (pixels)
+    tv_weight: float = 1e-3  # TV regularisation (eq. 14); 0 = off
+    early_stop: bool = True  # stop when the reblur error stops improving
+    padding: str = "same"  # same | circular | valid
+    method: str = "auto"  # auto | fft | direct
     gamma: float = 2.2  # data gamma (1 for linear data such as Köhler's)
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
@@ -180,10 +180,10 @@ class KernelsCfg:
     """The camera-shake kernel bank (data_prep kernels; KERNELS.md)."""
 
     generator: str = "tremor"  # tremor | boracchi
-    count: int = 10000
+    count: int = 10000  # kernels in the bank (paper: 500,000)
     seed: int = 0  # kernel i is drawn from SeedSequence([seed, generator, i])
     kernel_size: int = 33  # px, odd; the paper's support <= 33 x 33
-    out_dir: str = "data/kernels"
+    out_dir: str = "data/kernels"  # bank folder: chunks, params, bank.json, sheet
     chunk_size: int = 65536  # kernels per file kernels_XXXXX.npy (285 MB at K = 33)
     batch_size: int = 1024  # kernels generated at once (memory ~ 60 MB per 1,024)
     fit: str = "reject"  # reject (redraw a path that leaves K x K) | shrink (scale it down)
@@ -199,19 +199,19 @@ class ShardsCfg:
     """Synthetic training shards (data_prep shards; DESIGN §2)."""
 
     source: str = "builtin"  # builtin | ade20k | folder
-    root: str | None = None
-    num_samples: int = 256
-    out_dir: str = "data/shards/builtin"
-    seed: int = 0
-    workers: int = 2
-    shard_size: int = 64
-    val_fraction: float = 0.125
-    kernel_size: int = 33
-    gamma: float = 2.2
-    normalize_masks: bool = True
+    root: str | None = None  # ade20k/folder: the dataset folder (required for them)
+    num_samples: int = 256  # samples to write (train + val)
+    out_dir: str = "data/shards/builtin"  # shards, manifest.json, plan.json
+    seed: int = 0  # sample i draws everything from (seed, i)
+    workers: int = 2  # worker processes
+    shard_size: int = 64  # samples per tar
+    val_fraction: float = 0.125  # share of source images held out (split by image id)
+    kernel_size: int = 33  # K of the layer kernels
+    gamma: float = 2.2  # camera gamma of the synthetic photos
+    normalize_masks: bool = True  # masks / sum of masks (false = Algorithm 1 literally)
     max_objects: int = 3  # object layers per scene at most (paper 3; the authors' code 5)
     brightness_min: float = 0.5  # s ~ U[min, max] multiplies the linear sharp image (unclipped)
-    brightness_max: float = 1.5
+    brightness_max: float = 1.5  # upper end of s
     scene_size: int = 512  # builtin: side of the generated dead-leaves scenes (px)
     crop_size: int = 256  # scenes smaller than crop_size + kernel_size - 1 are skipped
     min_object_pixels: int = 400  # instances smaller than this stay in the background
@@ -221,16 +221,16 @@ class ShardsCfg:
     kernel_pool: int = 0  # ids are drawn from [0, pool); 0 = the bank's size or kernels.count
     noise: bool = False  # Poisson-Gaussian noise in linear light before clipping (DESIGN §2)
     noise_poisson_min: float = 0.0  # a: y = a * Poisson(x / a), a ~ U[min, max] (0 = none)
-    noise_poisson_max: float = 0.01
+    noise_poisson_max: float = 0.01  # upper end of a
     noise_gauss_min: float = 0.0  # sigma: + N(0, sigma^2), sigma ~ U[min, max]
-    noise_gauss_max: float = 0.01
+    noise_gauss_max: float = 0.01  # upper end of sigma
     layout: str = "auto"  # ade20k: auto | full (ADE20K_2021_17_01) | challenge (2016)
-    subsets: list[str] = field(default_factory=lambda: ["training", "validation"])
+    subsets: list[str] = field(default_factory=lambda: ["training", "validation"])  # ade20k
     ade_index: str | None = None  # full release: index_ade20k.pkl (default <root>/...)
-    ade_class_names: list[str] = field(default_factory=lambda: ["person", "car"])
+    ade_class_names: list[str] = field(default_factory=lambda: ["person", "car"])  # objects
     ade_class_ids: list[int] = field(default_factory=lambda: [1831, 401])  # if no pkl
     challenge_class_ids: list[int] = field(default_factory=lambda: [13, 21])  # person, car
-    progress: bool = True
+    progress: bool = True  # tqdm progress bar
     part: int = 0  # build only the shards s with s % parts == part (a Slurm array task);
     parts: int = 1  # a final run with parts = 1 finds them complete and writes manifest.json
 
@@ -241,8 +241,8 @@ class EvalCfg:
     benchmark's protocol default (blurfield/evaluation/protocols.py)."""
 
     benchmark: str = "synthetic"  # realblur_j | realblur_r | koehler | gopro | synthetic | folder
-    root: str | None = None
-    out_dir: str = "eval_out"
+    root: str | None = None  # the benchmark's folder (or shards for synthetic)
+    out_dir: str = "eval_out"  # results.csv, summary.md/json, pictures/, index.html
     limit: int = 0  # 0 = every image; n = the first n (in the reader's order)
     checkpoint: str | None = None  # estimator weights; None = restore.checkpoint (or shipped)
     deblurrer: str | None = None  # a DeblurGAN generator: report it alone instead of RL
@@ -277,12 +277,12 @@ class FinetuneCfg:
     generator_init: str | None = None  # pre-trained generator: DeblurGAN's latest_net_G.pth,
     # a fine-tune checkpoint or a DeblurGenerator state dict; None = random init
     lr: float = 1e-4  # Adam, generator and critic
-    beta1: float = 0.5
-    beta2: float = 0.999
+    beta1: float = 0.5  # Adam beta1 (DeblurGAN)
+    beta2: float = 0.999  # Adam beta2
     n_critic: int = 5  # critic steps per generator step, on the same batch
     gp_weight: float = 10.0  # WGAN-GP lambda
     content_loss: str = "perceptual"  # perceptual (VGG19 conv3_3 MSE) | mse (pixels) | none
-    content_weight: float = 100.0
+    content_weight: float = 100.0  # x perceptual (or MSE) content loss
     vgg_path: str | None = None  # VGG19 state dict (features.N.weight), needed by perceptual
     estimator: str | None = None  # frozen kernel estimator for the reblur loss
     reblur_weight: float = 100.0  # 0 = plain DeblurGAN (the estimator is not loaded)
@@ -290,7 +290,7 @@ class FinetuneCfg:
     reblur_padding: str = "same"  # same | valid | circular (valid compares the centre)
     gamma: float = 2.2  # camera gamma of the reblur (1 for linear data)
     image_every_n_epochs: int = 1  # restored samples to the logger
-    num_images: int = 4
+    num_images: int = 4  # restored samples logged per validation
 
 
 @dataclass
@@ -405,3 +405,43 @@ def load_config(
 
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def reference_markdown() -> str:
+    """The configuration reference (README): one table per section, key | default | meaning,
+    read from the schema's dataclasses and their inline comments."""
+    import dataclasses
+    import inspect
+    import re
+
+    def rows(cls: Any, prefix: str) -> list[str]:
+        comments, above = {}, []
+        for line in inspect.getsource(cls).splitlines():
+            m = re.match(r"\s+(\w+):[^=#]*=(?:.*?#\s*(.*))?$", line)
+            if line.strip().startswith("#"):
+                above.append(line.strip()[1:].strip())
+            elif m:
+                text = m.group(2) or " ".join(above)
+                comments[m.group(1)] = text.replace("|", "\\|")
+                above = []
+            else:
+                above = []
+        out = []
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            typ = hints[f.name]
+            if dataclasses.is_dataclass(typ):
+                out += rows(typ, f"{prefix}{f.name}.")
+                continue
+            default = (f.default if f.default is not dataclasses.MISSING
+                       else f.default_factory())  # type: ignore[misc]
+            out.append(f"| `{prefix}{f.name}` | `{default!r}` | {comments.get(f.name, '')} |")
+        return out
+
+    parts = []
+    for f in dataclasses.fields(Config):
+        cls = typing.get_type_hints(Config)[f.name]
+        doc = " ".join((cls.__doc__ or "").split())
+        parts.append(f"**`{f.name}`** — {doc}\n\n| key | default | meaning |\n|---|---|---|\n"
+                     + "\n".join(rows(cls, f"{f.name}.")))
+    return "\n\n".join(parts) + "\n"

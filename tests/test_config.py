@@ -57,3 +57,12 @@ def test_cli_errors_are_one_line_without_traceback():
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "train.lrr" in out.stderr
     assert "Did you mean 'lr'" in out.stderr
+
+
+def test_readme_config_reference_is_current():
+    """README's reference lists every key of the schema with its default (regenerate with
+    `python -m blurfield.docs`)."""
+    from blurfield.docs import README, render
+
+    text = README.read_text()
+    assert render(text) == text, "README config reference is stale: python -m blurfield.docs"
