@@ -14,8 +14,6 @@ Restoration brings it to full size (kernels about s·K, mixing bilinear; see
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from blurfield.fileio import write_atomic
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
     RLResult,
@@ -293,15 +292,7 @@ def save_field(path: str | Path, field: Field) -> None:
         "convention": np.str_(CONVENTION),
         "version": np.int64(FIELD_VERSION),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
 def _simplex(a: np.ndarray, axes) -> Tensor:

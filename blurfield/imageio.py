@@ -17,15 +17,15 @@ channel, the estimator repeats it to 3 channels), ``bit_depth`` 8 or 16.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 import png
 from PIL import Image, ImageOps
+
+from blurfield.fileio import write_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ORIENTATION_TAG = 0x0112
@@ -132,18 +132,6 @@ def to_uint(image: np.ndarray, bit_depth: int = 8) -> np.ndarray:
     return out.astype(np.uint8 if bit_depth == 8 else np.uint16)
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_image(path: str | Path, image: np.ndarray, bit_depth: int = 8) -> None:
     """Write (H, W, C) or (H, W) ``image`` (float in [0, 1], or uint8/uint16) atomically.
 
@@ -166,12 +154,12 @@ def write_image(path: str | Path, image: np.ndarray, bit_depth: int = 8) -> None
         h, w = data.shape[:2]
         c = 1 if data.ndim == 2 else 3
         writer = png.Writer(width=w, height=h, bitdepth=16, greyscale=c == 1, alpha=False)
-        _atomic(path, lambda f: writer.write_array(f, data.reshape(-1)))
+        write_atomic(path, lambda f: writer.write_array(f, data.reshape(-1)))
     elif suffix == ".png":
-        _atomic(path, lambda f: Image.fromarray(data).save(f, format="PNG", compress_level=6))
+        write_atomic(path, lambda f: Image.fromarray(data).save(f, format="PNG", compress_level=6))
     elif suffix in (".jpg", ".jpeg"):
         if bit_depth != 8:
             raise ValueError(f"{path}: JPEG holds 8 bits only; write a .png for 16 bits")
-        _atomic(path, lambda f: Image.fromarray(data).save(f, format="JPEG", quality=95))
+        write_atomic(path, lambda f: Image.fromarray(data).save(f, format="JPEG", quality=95))
     else:
         raise ValueError(f"{path}: unknown image type {suffix!r} (use .png or .jpg)")

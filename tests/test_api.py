@@ -14,25 +14,10 @@ from PIL import Image, ImageOps
 from blurfield import api, viz
 from blurfield.api import Field, deblur, estimate, load_estimator, load_field, save_field
 from blurfield.imageio import apply_orientation, read_image, write_image
-from blurfield.models import KernelEstimator, save_estimator
 from blurfield.physics import blur, saturate, to_display, to_linear
 from blurfield.restore import upscaled_kernel_size
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_estimator(KernelEstimator(base_width=4), path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def camera(h: int, w: int) -> np.ndarray:

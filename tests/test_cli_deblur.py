@@ -12,23 +12,8 @@ from blurfield import api
 from blurfield.api import Field, load_field, save_field
 from blurfield.cli import main
 from blurfield.imageio import read_image, write_image
-from blurfield.models import KernelEstimator, save_estimator
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "tiny.pt"
-    save_estimator(KernelEstimator(base_width=4), path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def photo(h: int = 48, w: int = 64) -> np.ndarray:
@@ -64,18 +49,18 @@ def test_deblur_with_a_field_writes_exactly_three_files(tmp_path):
     assert depth == 8 and compare.shape[1] >= 3 * 64
 
 
-def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny):
+def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny_path):
     write_image(tmp_path / "a.png", photo())
     write_image(tmp_path / "b.jpg", photo(40, 52))
     gray = (photo()[..., 1] * 255).astype(np.uint8)
     write_image(tmp_path / "c.png", gray)
     inputs = [str(tmp_path / n) for n in ("a.png", "b.jpg", "c.png")]
-    rc = main(["estimate", *inputs, "--checkpoint", str(tiny), "--out", str(tmp_path / "e")])
+    rc = main(["estimate", *inputs, "--checkpoint", str(tiny_path), "--out", str(tmp_path / "e")])
     assert rc == 0
     assert listing(tmp_path / "e") == {f"{s}_{kind}" for s in "abc"
                                        for kind in ("field.npz", "kernels.png")}
     assert load_field(tmp_path / "e" / "b_field.npz").image_size == (40, 52)
-    rc = main(["deblur", *inputs, "--checkpoint", str(tiny), "--out", str(tmp_path / "d"),
+    rc = main(["deblur", *inputs, "--checkpoint", str(tiny_path), "--out", str(tmp_path / "d"),
                "--iterations", "1", "restore.tv_weight=0"])
     assert rc == 0
     assert listing(tmp_path / "d") == {f"{s}_{kind}" for s in "abc"
@@ -84,25 +69,25 @@ def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny):
     assert depth == 8 and img.shape == (48, 64, 1)  # grayscale stays grayscale
 
 
-def test_duplicate_stems_are_refused(tmp_path, tiny, capsys):
+def test_duplicate_stems_are_refused(tmp_path, tiny_path, capsys):
     (tmp_path / "x").mkdir()
     write_image(tmp_path / "a.png", photo())
     write_image(tmp_path / "x" / "a.jpg", photo())
     out = tmp_path / "out"
     rc = main(["deblur", str(tmp_path / "a.png"), str(tmp_path / "x" / "a.jpg"),
-               "--checkpoint", str(tiny), "--out", str(out)])
+               "--checkpoint", str(tiny_path), "--out", str(out)])
     assert rc == 2 and not out.exists()
     err = capsys.readouterr().err
     assert "same file name stem" in err and len(err.strip().splitlines()) == 1
 
 
-def test_a_bad_photo_fails_alone(tmp_path, tiny, capsys):
+def test_a_bad_photo_fails_alone(tmp_path, tiny_path, capsys):
     write_image(tmp_path / "good.png", photo())
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     write_image(tmp_path / "small.png", photo()[:20, :20])
     out = tmp_path / "out"
     rc = main(["deblur", str(tmp_path / "bad.png"), str(tmp_path / "small.png"),
-               str(tmp_path / "good.png"), "--checkpoint", str(tiny), "--out", str(out),
+               str(tmp_path / "good.png"), "--checkpoint", str(tiny_path), "--out", str(out),
                "--iterations", "1"])
     assert rc == 1
     assert listing(out) == {"good_restored.png", "good_compare.png", "good_field.npz"}

@@ -159,24 +159,24 @@ def test_reblur_loss_with_delta_kernels_matches_scalar_formula(rng):
     # display values above the gamma toe (1.9e-3), where v ** gamma is exact
     blurry = 0.05 + 0.95 * torch.rand(n, 3, h, w, generator=rng, dtype=D)
     weights = torch.rand(n, h, w, generator=rng, dtype=D) + 0.1
-    err = torch.zeros(n, h, w, dtype=D)
-    for i in range(n):
-        for y in range(h):
-            for x in range(w):
-                for c in range(3):
-                    u = float(sharp[i, c, y + k // 2, x + k // 2])
-                    err[i, y, x] += (_camera(u) - float(blurry[i, c, y, x])) ** 2 / 3
+
+    def direct_error(predict, target) -> torch.Tensor:
+        """(n, h, w): mean over channels of (predict(u) - target(v)) ** 2, pixel by pixel,
+        u the sharp pixel under the delta."""
+        err = torch.zeros(n, h, w, dtype=D)
+        for i in range(n):
+            for y in range(h):
+                for x in range(w):
+                    for c in range(3):
+                        u = float(sharp[i, c, y + k // 2, x + k // 2])
+                        err[i, y, x] += (predict(u) - target(float(blurry[i, c, y, x]))) ** 2 / 3
+        return err
+
+    err = direct_error(_camera, lambda v: v)
     got = reblur_loss(kernels, mixing, sharp, blurry, weights)
     assert got.item() == pytest.approx(_direct_weighted(err, weights), rel=1e-9)
     # linear space: R(u) against blurry ** gamma
-    err_lin = torch.zeros(n, h, w, dtype=D)
-    for i in range(n):
-        for y in range(h):
-            for x in range(w):
-                for c in range(3):
-                    u = float(sharp[i, c, y + k // 2, x + k // 2])
-                    lin = _camera(u, gamma=1.0)
-                    err_lin[i, y, x] += (lin - float(blurry[i, c, y, x]) ** 2.2) ** 2 / 3
+    err_lin = direct_error(lambda u: _camera(u, gamma=1.0), lambda v: v ** 2.2)
     got = reblur_loss(kernels, mixing, sharp, blurry, weights, space="linear")
     assert got.item() == pytest.approx(_direct_weighted(err_lin, weights), rel=1e-9)
 

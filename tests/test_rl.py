@@ -27,14 +27,7 @@ from blurfield.restore import (
 )
 from blurfield.restore.tiles import auto_overlap
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small images: one thread is faster, and immune to busy-waiting on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -27,13 +27,7 @@ CROP = 64
 TINY = {"n_basis": 4, "kernel_size": K, "base_width": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread: these tiny models run faster so on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _gauss(sy: float, sx: float, dy: float = 0.0, dx: float = 0.0) -> torch.Tensor:

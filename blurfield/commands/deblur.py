@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 HELP = ("deblur photos: writes <stem>_restored.png, <stem>_compare.png and <stem>_field.npz")
 ALIASES = {
@@ -48,11 +47,11 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     from blurfield.api import deblur, estimate, load_field, save_field
     from blurfield.cli import UserError
     from blurfield.commands import (
+        each_photo,
         load_model,
         parse_scale,
         photo_paths,
         read_photo,
-        report_failure,
         restore_options,
     )
     from blurfield.imageio import write_image
@@ -78,27 +77,24 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         model = load_model(rc)
         min_size = model.kernel_size
     out = Path(rc.out_dir)
-    failed = 0
-    for path in tqdm(photos, desc="deblur", unit="photo", disable=None):
-        try:
-            image, depth = read_photo(path, min_size, "deblur")
-            if given is not None:
-                h, w = image.shape[:2]
-                if (h, w) != tuple(given.image_size):
-                    raise UserError(f"--field {rc.field} was estimated on a "
-                                    f"{given.image_size[1]}x{given.image_size[0]} photo, "
-                                    f"{path} is {w}x{h}")
-                field = given
-            else:
-                field = estimate(image, model, scale=scale, max_megapixels=rc.max_megapixels,
-                                 gamma=rc.gamma)
-            restored, res = deblur(image, field, gamma=rc.gamma, return_result=True,
-                                   progress=True, **options)
-            write_image(out / f"{path.stem}_restored.png", restored, bit_depth=depth)
-            save_png(out / f"{path.stem}_compare.png",
-                     compare_picture(image, restored, field, res.iterations))
-            save_field(out / f"{path.stem}_field.npz", field)
-        except (ValueError, OSError) as e:
-            failed += 1
-            report_failure("deblur", path, e)
-    return 1 if failed else 0
+
+    def one(path: Path) -> None:
+        image, depth = read_photo(path, min_size, "deblur")
+        if given is not None:
+            h, w = image.shape[:2]
+            if (h, w) != tuple(given.image_size):
+                raise UserError(f"--field {rc.field} was estimated on a "
+                                f"{given.image_size[1]}x{given.image_size[0]} photo, "
+                                f"{path} is {w}x{h}")
+            field = given
+        else:
+            field = estimate(image, model, scale=scale, max_megapixels=rc.max_megapixels,
+                             gamma=rc.gamma)
+        restored, res = deblur(image, field, gamma=rc.gamma, return_result=True,
+                               progress=True, **options)
+        write_image(out / f"{path.stem}_restored.png", restored, bit_depth=depth)
+        save_png(out / f"{path.stem}_compare.png",
+                 compare_picture(image, restored, field, res.iterations))
+        save_field(out / f"{path.stem}_field.npz", field)
+
+    return each_photo(photos, "deblur", one)

@@ -12,7 +12,6 @@ import argparse
 
 import numpy as np
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 HELP = "estimate the blur field of photos: writes <stem>_field.npz and <stem>_kernels.png"
 ALIASES = {
@@ -39,13 +38,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from blurfield.api import estimate, save_field
-    from blurfield.commands import (
-        load_model,
-        parse_scale,
-        photo_paths,
-        read_photo,
-        report_failure,
-    )
+    from blurfield.commands import each_photo, load_model, parse_scale, photo_paths, read_photo
     from blurfield.viz import save_png
 
     rc = cfg.restore
@@ -53,15 +46,12 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     scale = parse_scale(rc.scale)
     model = load_model(rc)
     out = Path(rc.out_dir)
-    failed = 0
-    for path in tqdm(photos, desc="estimate", unit="photo", disable=None):
-        try:
-            image, _ = read_photo(path, model.kernel_size, "estimate")
-            field = estimate(image, model, scale=scale, max_megapixels=rc.max_megapixels,
-                             gamma=rc.gamma)
-            save_field(out / f"{path.stem}_field.npz", field)
-            save_png(out / f"{path.stem}_kernels.png", field_picture(image, field))
-        except (ValueError, OSError) as e:
-            failed += 1
-            report_failure("estimate", path, e)
-    return 1 if failed else 0
+
+    def one(path: Path) -> None:
+        image, _ = read_photo(path, model.kernel_size, "estimate")
+        field = estimate(image, model, scale=scale, max_megapixels=rc.max_megapixels,
+                         gamma=rc.gamma)
+        save_field(out / f"{path.stem}_field.npz", field)
+        save_png(out / f"{path.stem}_kernels.png", field_picture(image, field))
+
+    return each_photo(photos, "estimate", one)

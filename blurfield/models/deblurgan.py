@@ -26,9 +26,7 @@ Original weights (the DeblurGAN repository's ``latest_net_G.pth``) are a state d
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +34,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from blurfield.fileio import write_atomic
 
 MULTIPLE = 4  # two stride-2 stages
 
@@ -255,16 +255,8 @@ def save_generator(generator: DeblurGenerator, path: str | Path) -> None:
     """Write the generator's state dict (our naming) to ``path`` (temp file, then rename);
     :func:`load_deblurrer` reads it back."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sd = {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(sd, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(sd, f))
 
 
 def run_generator(generator: nn.Module, blurry_display: Tensor) -> Tensor:

@@ -14,9 +14,7 @@ released bare state dict (see ``blurfield.models.authors``).
 from __future__ import annotations
 
 import dataclasses
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from blurfield.fileio import write_atomic
 from blurfield.models.authors import (
     authors_hparams,
     convert_authors_state_dict,
@@ -45,15 +44,7 @@ def save_estimator(model: KernelEstimator, path: str | Path) -> None:
         "hparams": dict(model.hparams_dict),
         "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(blob, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(blob, f))
 
 
 def _torch_load(path: Path, map_location: Any) -> Any:
