@@ -317,3 +317,12 @@ def test_reblur_is_eq3_without_noise():
     hu = brute_force(u, kernels, mixing, "valid")
     ref = (hu - torch.log1p(torch.exp(50 * (hu - 1))) / 50).clamp(min=0) ** (1 / 2.2)
     torch.testing.assert_close(reblur(u, kernels, mixing), ref)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_gradcheck_adjoint(method):
+    kernels, mixing = random_field(1, 2, 4, 8, 7)
+    y = torch.randn(1, 2, 8, 7, dtype=torch.float64)
+    args = [t.clone().requires_grad_() for t in (y, kernels, mixing)]
+    assert torch.autograd.gradcheck(
+        lambda a, b, c: blur_adjoint(a, b, c, "same", method, check=False), args)

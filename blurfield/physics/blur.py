@@ -292,11 +292,17 @@ class BlurField:
         dtype, in_dtype = _fft_dtype(y).dtype, y.dtype
         y = y.to(dtype)
         acc = None
+        h, w = self.out_size
         for sl in self._chunks(y.shape[1], dtype):
-            z = self.mixing[:, sl, None].to(dtype) * y[:, None]  # (N, b, C, h, w)
-            z_spec = _rfft2(z, self.fft_size)
+            # m^b ⊙ y written straight into the zero-padded buffer (no separate pad copy)
+            m = self.mixing[:, sl, None].to(dtype)
+            if torch.is_grad_enabled() and (m.requires_grad or y.requires_grad):
+                z = F.pad(m * y[:, None], (0, self.fft_size[1] - w, 0, self.fft_size[0] - h))
+            else:
+                z = y.new_zeros(y.shape[0], m.shape[1], y.shape[1], *self.fft_size)
+                torch.mul(m, y[:, None], out=z[..., :h, :w])
             k_spec = self._kernel_spec(sl, dtype)[:, :, None]
-            term = (z_spec * k_spec).sum(1)
+            term = (torch.fft.rfft2(z) * k_spec).sum(1)
             acc = term if acc is None else acc + term
         x = _irfft2_crop(acc, self.fft_size, hp, wp)
         return pad_adjoint(x, k, self.padding).to(in_dtype)
