@@ -177,8 +177,14 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     callbacks: list[Any] = [
         ModelCheckpoint(
             dirpath=run_dir / "checkpoints", filename="best-epoch{epoch:04d}",
-            monitor=MONITOR, mode="min", save_top_k=1, save_last=True,
+            monitor=MONITOR, mode="min", save_top_k=1,
             auto_insert_metric_name=False, save_on_train_epoch_end=True,
+        ),
+        # last.ckpt at every epoch end: Lightning's save_last only writes it when the
+        # monitored checkpoint is written, i.e. when val/loss improves.
+        ModelCheckpoint(
+            dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
+            every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False,
         ),
         KernelLossSwitch(int(t.kernel_loss_p_switch_epoch)),
         RunSummary(run_dir / "summary.json", info, monitor=MONITOR),
