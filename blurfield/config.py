@@ -81,6 +81,7 @@ class TrainCfg:
     out_dir: str = "runs"  # runs live in <out_dir>/<run_name>/
     run_name: str = "estimator"  # the run directory and W&B run name
     resume: bool = False  # continue from the run's newest checkpoint (fresh if none)
+    init_from: str | None = None  # estimator weights to start a new run from (any format)
     seed: int = 0  # model initialisation (data.seed seeds the data)
     max_steps: int = -1  # stop after this many optimizer steps (-1 = epochs decide)
     limit_val_batches: int = 4  # validation batches per epoch

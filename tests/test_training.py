@@ -365,3 +365,16 @@ def test_report_table_and_plot(tmp_path, capsys):
     assert "a40" in capsys.readouterr().out
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "summary.json" in capsys.readouterr().err
+
+
+def test_init_from_weights_starts_a_new_run_from_them(tmp_path):
+    from blurfield.models.io import load_any_estimator, save_estimator
+
+    source = KernelEstimatorModule(TINY).model
+    torch.nn.init.constant_(source.mix_out.bias, 0.25)  # something a fresh init never has
+    save_estimator(source, tmp_path / "init.pt")
+    cfg = _cfg(tmp_path, "train.epochs=1", "train.lr=1e-12", "train.run_name=init",
+               f"train.init_from={tmp_path / 'init.pt'}")
+    run_dir = train(cfg, FakeData())
+    trained = load_any_estimator(run_dir / "estimator.pt")
+    torch.testing.assert_close(trained.mix_out.bias, source.mix_out.bias, atol=1e-6, rtol=0)

@@ -161,6 +161,15 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         module = ReblurFinetuneModule(cfg)
     else:
         module = KernelEstimatorModule(cfg.model, t)
+        if t.init_from and ckpt_path is None:  # start from weights (not a resume)
+            from blurfield.models.io import load_any_estimator
+
+            init = load_any_estimator(t.init_from)
+            if init.hparams_dict != module.model.hparams_dict:
+                raise ValueError(f"train.init_from={t.init_from}: its hyperparameters "
+                                 f"{init.hparams_dict} differ from model.* "
+                                 f"{module.model.hparams_dict}")
+            module.model.load_state_dict(init.state_dict())
     full = OmegaConf.to_container(cfg, resolve=True)
     logger = build_logger(cfg.logging, run_dir, str(t.run_name), full)  # type: ignore[arg-type]
     info = {
