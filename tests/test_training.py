@@ -378,3 +378,22 @@ def test_init_from_weights_starts_a_new_run_from_them(tmp_path):
     run_dir = train(cfg, FakeData())
     trained = load_any_estimator(run_dir / "estimator.pt")
     torch.testing.assert_close(trained.mix_out.bias, source.mix_out.bias, atol=1e-6, rtol=0)
+
+
+def test_last_checkpoint_follows_every_epoch_not_only_improvements(tmp_path, monkeypatch):
+    """last.ckpt is what a requeued job resumes from: it must be the newest epoch even
+    when the monitored val/loss got worse (Lightning's save_last alone would not write it)."""
+    import blurfield.tasks.train as train_mod
+
+    monkeypatch.setattr(train_mod, "MONITOR", "neg_epoch")
+
+    class Worsening(KernelEstimatorModule):  # a monitored metric that only gets worse
+        def on_validation_epoch_end(self):
+            super().on_validation_epoch_end()
+            self.log("neg_epoch", float(self.current_epoch))
+
+    monkeypatch.setattr("blurfield.tasks.estimator.KernelEstimatorModule", Worsening)
+    run_dir = train(_cfg(tmp_path, "train.epochs=3", "train.lr=1e-6"), FakeData())
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["epoch"] == 2
+    assert (run_dir / "checkpoints" / "best-epoch0000.ckpt").is_file()
