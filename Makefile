@@ -42,7 +42,6 @@ bench: install  ## run the benchmarks and print their tables
 
 lint: install  ## ruff
 	.venv/bin/ruff check .
-	.venv/bin/ruff format --check . || true
 
 docs: install  ## regenerate the configuration reference in README.md
 	$(PY) -m blurfield.docs
