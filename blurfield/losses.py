@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
-from blurfield.physics import blur, saturate, to_display, to_linear
+from blurfield.physics import blur, reblur, saturate, to_linear
 
 Q_EPS = 1e-12  # floor of the squared L2 kernel error before the square root
 
@@ -72,9 +72,9 @@ def reblur_prediction(kernels: Tensor, mixing: Tensor, sharp_linear: Tensor, *,
     """
     if space not in ("display", "linear"):
         raise ValueError(f"space: {space!r} is not 'display' or 'linear'")
-    hu = blur(sharp_linear, kernels, mixing, padding="valid", check=False)
-    sat = saturate(hu)
-    return to_display(sat, gamma) if space == "display" else sat
+    if space == "display":
+        return reblur(sharp_linear, kernels, mixing, gamma=gamma, check=False)
+    return saturate(blur(sharp_linear, kernels, mixing, padding="valid", check=False))
 
 
 def reblur_loss(
