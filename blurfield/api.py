@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from blurfield.fileio import write_atomic
+from blurfield.models.estimator import pad_to_multiple
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
     RLResult,
@@ -41,7 +41,6 @@ CONVENTION = "correlation, mask after"
 FIELD_KEYS = ("kernels", "mixing", "scale", "image_size", "gamma", "model_id", "convention",
               "version")
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
-MULTIPLE = 32  # the estimator's input height and width must be multiples of this
 
 
 @dataclass
@@ -149,15 +148,6 @@ def load_estimator(path: str | Path | None = None, device: str | torch.device = 
     return model.eval()
 
 
-def _pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = -h % multiple, -w % multiple
-    if ph == 0 and pw == 0:
-        return x
-    mode = "reflect" if ph < h and pw < w else "replicate"
-    return F.pad(x, (0, pw, 0, ph), mode=mode)
-
-
 @torch.inference_mode()
 def estimate(
     image: Any,
@@ -190,7 +180,7 @@ def estimate(
     dev = next(model.parameters()).device
     small = downscale_image(x.to(dev), s)
     h, w = small.shape[-2:]
-    kernels, mixing = model(_pad_to_multiple(small))
+    kernels, mixing = model(pad_to_multiple(small))
     return Field(
         kernels=kernels[0].float().cpu(),
         mixing=mixing[0, :, :h, :w].float().cpu(),

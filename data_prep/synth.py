@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from blurfield.data.schema import Sample, hard_masks, make_meta
 from blurfield.physics import correlate, pad, to_display, to_linear
@@ -102,16 +101,6 @@ def layer_windows(instances: np.ndarray, num_layers: int, kernel_size: int
     return out
 
 
-def mirror_pad(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
-    """``physics.pad(x, K, "same")`` (mirror, (K-1)//2 in front, K//2 behind) through
-    ``F.pad(mode="reflect")``, ~30x faster than its gather; the gather itself when the image
-    is too small for a single reflection. x (N, C, H, W) -> (N, C, H + K - 1, W + K - 1)."""
-    f, r = (kernel_size - 1) // 2, kernel_size // 2
-    if r < min(x.shape[-2:]):
-        return F.pad(x, (f, r, f, r), mode="reflect")
-    return pad(x, kernel_size, "same")
-
-
 @functools.lru_cache(maxsize=8)
 def linear_lut(gamma: float) -> np.ndarray:
     """(256,) float32: ``to_linear(i / 255, gamma)`` for every 8-bit value i."""
@@ -177,7 +166,7 @@ def synthesize(
         u = torch.from_numpy(lut[np.asarray(sharp).transpose(2, 0, 1)])  # (3, H, W)
         k = torch.from_numpy(np.array(kernels, np.float32))
         hard = hard_masks(torch.from_numpy(np.array(instances)), j)  # (J, H, W)
-        padded = mirror_pad(torch.cat([u, hard])[None], ks)[0]  # (3 + J, H + K - 1, ...)
+        padded = pad(torch.cat([u, hard])[None], ks, "same")[0]  # (3 + J, H + K - 1, ...)
         soft = hard.new_zeros(j, h, w)
         blurred = []  # (layer, window, k_j ⋆ u on the window)
         for i, win in enumerate(layer_windows(instances, j, ks)):

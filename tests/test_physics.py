@@ -326,3 +326,13 @@ def test_gradcheck_adjoint(method):
     args = [t.clone().requires_grad_() for t in (y, kernels, mixing)]
     assert torch.autograd.gradcheck(
         lambda a, b, c: blur_adjoint(a, b, c, "same", method, check=False), args)
+
+
+@pytest.mark.parametrize("padding, np_mode", [("same", "reflect"), ("circular", "wrap")])
+@pytest.mark.parametrize("size, k", [((12, 15), 6), ((3, 4), 9), ((2, 5), 8), ((1, 7), 2)])
+def test_pad_equals_numpy_pad(padding, np_mode, size, k):
+    """Both branches of ``pad`` (F.pad, and the gather for images under K // 2 a side)."""
+    x = torch.rand(1, 2, *size, dtype=torch.float64)
+    f, r = (k - 1) // 2, k // 2
+    ref = np.pad(x.numpy(), ((0, 0), (0, 0), (f, r), (f, r)), mode=np_mode)
+    assert np.array_equal(pad(x, k, padding).numpy(), ref)

@@ -14,9 +14,9 @@ from scipy import ndimage
 
 from blurfield.config import ShardsCfg
 from blurfield.data.schema import META_KEYS, decode_sample, encode_sample
-from blurfield.physics import blur, pad, smooth_masks, to_display
+from blurfield.physics import blur, smooth_masks, to_display
 from data_prep.scenes import Scene
-from data_prep.synth import Noise, layer_windows, make_sample, mirror_pad, quantize, synthesize
+from data_prep.synth import Noise, layer_windows, make_sample, quantize, synthesize
 
 try:
     from data_prep.kernels.render import correlation_to_psf
@@ -241,13 +241,6 @@ def test_layer_windows_hold_every_non_zero_smoothed_pixel(k):
         assert (soft[i][t:b, left:right] > 1e-12).any()
     # tight: the box of layer 1 (rows 0-8, cols 0-6) grown by K // 2
     assert wins[1] == (0, 9 + k // 2, 0, 7 + k // 2)
-
-
-@pytest.mark.parametrize("k", [2, 5, 6, 33])
-def test_mirror_pad_is_physics_pad(k):
-    for size in ((12, 15), (3, 40), (1, 7)):
-        x = torch.rand(1, 2, *size, dtype=torch.float64)
-        assert torch.equal(mirror_pad(x, k), pad(x, k, "same"))
 
 
 @pytest.mark.parametrize("gamma", [1.0, 2.2, 2.4, 0.8])

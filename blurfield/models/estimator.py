@@ -46,6 +46,18 @@ def _act(x: Tensor) -> Tensor:
     return F.leaky_relu(x, SLOPE)
 
 
+
+def pad_to_multiple(x: Tensor, multiple: int = MULTIPLE) -> Tensor:
+    """(N, C, H, W) padded at the bottom and right to multiples of ``multiple`` (what the
+    estimator needs): mirror padding, or edge replication when the image is too small to
+    mirror. Crop the outputs back to (H, W)."""
+    h, w = x.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if ph < h and pw < w else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
 class Down(nn.Module):
     """Encoder level: conv c_in->c_out, conv c_out->c_out, then 2x2 max-pool.
 

@@ -43,9 +43,9 @@ from blurfield.models.deblurgan import (
     load_deblurrer,
     to_gan,
 )
+from blurfield.models.estimator import pad_to_multiple
 from blurfield.physics.camera import reblur, to_display, to_linear
 
-ESTIMATOR_MULTIPLE = 32  # the kernel estimator's input H, W must be multiples of this
 PADDINGS = ("same", "valid", "circular")
 
 
@@ -85,13 +85,8 @@ def estimate_field(estimator: nn.Module, blurry: Tensor) -> tuple[Tensor, Tensor
     Returns kernels (N, B, K, K) and mixing (N, B, H, W), without gradients.
     """
     h, w = blurry.shape[-2:]
-    ph, pw = (-h) % ESTIMATOR_MULTIPLE, (-w) % ESTIMATOR_MULTIPLE
-    x = blurry
-    if ph or pw:
-        mode = "reflect" if ph < h and pw < w else "replicate"
-        x = F.pad(x, (0, pw, 0, ph), mode=mode)
     with torch.no_grad():
-        kernels, mixing = estimator(x)
+        kernels, mixing = estimator(pad_to_multiple(blurry))
     return kernels.float(), mixing[..., :h, :w].float()
 
 
