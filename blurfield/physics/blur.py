@@ -161,12 +161,8 @@ def kernel_spectrum(kernels: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.fft.rfft2(kernels, s=size)
 
 
-def _rfft2(x: Tensor, size: tuple[int, int]) -> Tensor:
-    return torch.fft.rfft2(x, s=size)
-
-
 def _irfft2_crop(spec: Tensor, size: tuple[int, int], h: int, w: int) -> Tensor:
-    """Inverse of :func:`_rfft2`, keeping the top-left h x w."""
+    """Inverse of ``rfft2(x, s=size)``, keeping the top-left h x w."""
     return torch.fft.irfft2(spec, s=size)[..., :h, :w]
 
 
@@ -263,7 +259,7 @@ class BlurField:
                 out = term if out is None else out + term
             return out
         dtype = _fft_dtype(xp).dtype
-        x_spec = _rfft2(xp.to(dtype), self.fft_size)[:, None]  # (N, 1, C, L1, L2')
+        x_spec = torch.fft.rfft2(xp.to(dtype), s=self.fft_size)[:, None]  # (N, 1, C, L1, L2')
         out = None
         for sl in self._chunks(u.shape[1], dtype):
             k_spec = self._kernel_spec(sl, dtype)[:, :, None]  # (N, b, 1, L1, L2')
