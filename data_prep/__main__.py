@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "kernels": "data_prep.kernels.command",
     "shards": "data_prep.shards",
     "gopro": "data_prep.gopro",
+    "handmade": "data_prep.handmade",
 }
 
 

@@ -92,6 +92,36 @@ def test_initialisation_statistics():
                if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)))
 
 
+def _bottleneck_std(model: KernelEstimator, x: torch.Tensor) -> float:
+    out = []
+    hook = model.bottleneck.register_forward_hook(lambda m, i, o: out.append(o) and None)
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    return out[0].std().item()
+
+
+def test_he_gain_keeps_the_signal_that_the_code_gain_halves_per_layer():
+    """He init (gain 1) keeps the activations' scale through the 12 convs to the
+    bottleneck; gain 0.5 shrinks it by ~2 per conv (2^-12 ~ 2e-4, here < 1e-2 of He's)."""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    model = KernelEstimator(n_basis=5, base_width=8)
+    code = _bottleneck_std(model, x)
+    model.reset_parameters(1.0)
+    he = _bottleneck_std(model, x)
+    assert model.down5.conv2.weight.std().item() == pytest.approx(math.sqrt(2 / 1152), rel=0.02)
+    assert 0.02 < he < 5.0
+    assert code < 1e-2 * he
+
+
+def test_training_module_applies_init_gain():
+    from blurfield.tasks.estimator import KernelEstimatorModule
+
+    m = KernelEstimatorModule({"n_basis": 5, "base_width": 8}, {"init_gain": 1.0}).model
+    assert m.down5.conv2.weight.std().item() == pytest.approx(math.sqrt(2 / 1152), rel=0.02)
+
+
 # ---------------------------------------------------------------- outputs
 
 

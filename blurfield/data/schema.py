@@ -236,7 +236,7 @@ def gt_field(sample: Sample, window: tuple[int, int, int, int]) -> GTField:
                           f"{k // 2} to the border of the {H} x {W} image")
     kernels = torch.from_numpy(sample.kernels)
     j = kernels.shape[0]
-    layers = torch.from_numpy(np.ascontiguousarray(sample.layers[st : st + sh, sl : sl + sw]))
+    layers = torch.from_numpy(np.array(sample.layers[st : st + sh, sl : sl + sw]))
     hard = hard_masks(layers, j)
     masks = smooth_masks(hard[None], kernels[None], padding="valid",
                          normalize=bool(sample.meta["normalize_masks"]))[0]

@@ -34,6 +34,7 @@ from blurfield.losses import kernel_error, kernel_loss, reblur_loss, reblur_psnr
 from blurfield.models.estimator import KernelEstimator
 
 MODEL_KEYS = ("n_basis", "kernel_size", "base_width", "gamma_in")
+INIT_GAIN = 0.5  # KernelEstimator's default (the authors' code)
 
 
 def _plain(cfg: Any) -> dict:
@@ -85,6 +86,8 @@ class KernelEstimatorModule(L.LightningModule):
         self.save_hyperparameters({"model": m, "train": t})
         self.cfg = t
         self.model = KernelEstimator(**m)
+        if t["init_gain"] != INIT_GAIN:
+            self.model.reset_parameters(t["init_gain"])
         self.kernel_loss_p = kernel_loss_p_at(0, t["kernel_loss_p_switch_epoch"])
         if t["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)

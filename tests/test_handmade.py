@@ -1,0 +1,79 @@
+"""data_prep handmade: skimage photos blurred by hand-made fields (a held-out check)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import webdataset as wds
+
+from blurfield.data.schema import decode_sample, gt_field
+from blurfield.physics import blur
+from blurfield.physics.camera import to_display, to_linear
+from data_prep.__main__ import main
+from data_prep.handmade import MIN_ANGLE, PHOTOS, angles, layer_map, motion_kernel
+
+
+def axes(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) and eigenvectors of the kernel's second-moment matrix."""
+    y, x = np.mgrid[0 : kernel.shape[0], 0 : kernel.shape[1]].astype(np.float64)
+    w = kernel / kernel.sum()
+    cy, cx = (w * y).sum(), (w * x).sum()
+    c = np.array([[(w * (y - cy) ** 2).sum(), (w * (y - cy) * (x - cx)).sum()],
+                  [(w * (y - cy) * (x - cx)).sum(), (w * (x - cx) ** 2).sum()]])
+    return np.linalg.eigh(c)
+
+
+@pytest.mark.parametrize("length", [9, 17, 25])
+def test_motion_kernel_is_a_centred_line_of_that_length(length):
+    k = motion_kernel(length, 37.0, 33)
+    assert k.shape == (33, 33) and k.min() >= 0 and k.sum() == pytest.approx(1, abs=1e-6)
+    np.testing.assert_allclose(k, k[::-1, ::-1], atol=1e-6)  # centred on (16, 16)
+    vals, _ = axes(k)
+    # a uniform segment of n unit samples has variance (n^2 - 1) / 12 along it
+    assert vals[1] == pytest.approx((length**2 - 1) / 12, rel=0.15)
+    assert vals[0] < 0.05 * vals[1]
+
+
+def test_motion_kernels_at_angles_90_apart_are_perpendicular():
+    _, a = axes(motion_kernel(21, 20.0, 33))
+    _, b = axes(motion_kernel(21, 110.0, 33))
+    assert abs(float(a[:, 1] @ b[:, 1])) < 0.05
+
+
+def test_angles_are_pairwise_apart():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a = angles(rng, 3)
+        for i in range(3):
+            for j in range(i):
+                d = abs(a[i] - a[j])
+                assert min(d, 180 - d) >= MIN_ANGLE
+
+
+def test_layer_map_has_three_layers():
+    m = layer_map(128, np.random.default_rng(0))
+    assert m.dtype == np.uint8 and set(np.unique(m)) == {0, 1, 2}
+
+
+def test_command_writes_samples_whose_blur_is_their_field(tmp_path):
+    assert main(["handmade", "--out", str(tmp_path), "--size", "96", "--seed", "5"]) == 0
+    raw = list(wds.WebDataset(str(tmp_path / "handmade-000000.tar"), shardshuffle=False))
+    samples = [decode_sample(r) for r in raw]
+    assert [s.meta["image_id"] for s in samples] == [f"skimage.{n}" for n in PHOTOS]
+    s = samples[0]
+    assert s.blurry.shape == s.sharp.shape == (96, 96, 3) and s.kernels.shape == (3, 33, 33)
+    # inside the valid window the blurry photo is the field applied to the linear sharp one
+    k = 33
+    win = (k // 2, k // 2, 96 - k + 1, 96 - k + 1)
+    gt = gt_field(s, win)
+    u = to_linear(torch.from_numpy(s.sharp).permute(2, 0, 1)[None].float() / 255, 2.2)
+    v = blur(u, gt.kernels[None].float(), gt.masks[None].float(), padding="valid")
+    ref = to_display(v.clamp(0, 1), 2.2)[0].permute(1, 2, 0).numpy() * 255
+    got = s.blurry[k // 2 : k // 2 + win[2], k // 2 : k // 2 + win[3]].astype(np.float64)
+    assert np.abs(got - ref).max() <= 1.0  # 8-bit rounding
+
+
+def test_command_rejects_an_even_kernel_size(tmp_path, capsys):
+    assert main(["handmade", "--out", str(tmp_path), "--kernel-size", "32"]) == 2
+    assert "--kernel-size 32" in capsys.readouterr().err
