@@ -84,6 +84,7 @@ class TrainCfg:
     init_from: str | None = None  # estimator weights to start a new run from (any format)
     seed: int = 0  # model initialisation (data.seed seeds the data)
     init_gain: float = 0.5  # conv init std = gain sqrt(2 / (k k out)); 0.5 = code, 1 = He
+    init_upsampling: str = "random"  # random (code) | nearest: no checkerboard at init
     max_steps: int = -1  # stop after this many optimizer steps (-1 = epochs decide)
     limit_val_batches: int = 4  # validation batches per epoch
     val_every_n_epochs: int = 1  # validate every n epochs

@@ -122,6 +122,21 @@ def test_training_module_applies_init_gain():
     assert m.down5.conv2.weight.std().item() == pytest.approx(math.sqrt(2 / 1152), rel=0.02)
 
 
+def test_nearest_up_init_is_nearest_neighbour_upsampling_of_a_1x1_conv():
+    from blurfield.tasks.estimator import KernelEstimatorModule
+
+    m = KernelEstimatorModule({"n_basis": 5, "base_width": 4},
+                              {"init_gain": 1.0, "init_upsampling": "nearest"}).model
+    up = m.ker_up5.up
+    x = torch.randn(2, up.in_channels, 5, 6)
+    one_by_one = F.conv2d(x, up.weight[:, :, 0, 0].T[..., None, None], up.bias)
+    with torch.no_grad():
+        torch.testing.assert_close(up(x), F.interpolate(one_by_one, scale_factor=2.0,
+                                                        mode="nearest"))
+    with pytest.raises(ValueError, match="init_upsampling"):
+        KernelEstimatorModule({"n_basis": 5, "base_width": 4}, {"init_upsampling": "bilinear"})
+
+
 # ---------------------------------------------------------------- outputs
 
 

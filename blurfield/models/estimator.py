@@ -174,19 +174,27 @@ class KernelEstimator(nn.Module):
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self, gain: float = 0.5) -> None:
+    def reset_parameters(self, gain: float = 0.5, nearest_up: bool = False) -> None:
         """weight ~ normal(0, gain sqrt(2 / (k_h k_w out))), bias = 0, for every conv.
 
         ``gain = 0.5`` is the authors' code: each layer then halves the activations' scale,
         so at the bottleneck (12 convs deep) the image's signal is ~1e-4 of its input scale
         and learned biases soon drown it. ``gain = 1`` is He initialisation (scale kept at
         every depth), which learns image-dependent kernels far sooner on a short budget.
+
+        ``nearest_up``: every 2 x 2, stride-2 transposed conv gets one tap copied to all
+        four, so it starts as a 1 x 1 conv followed by nearest-neighbour upsampling: no
+        2-px checkerboard at initialisation (Odena et al. 2016; Aitken et al. 2017). With
+        random taps the kernel head's last upsampling leaves a 2-px grid in the basis
+        kernels that a CPU-length run does not train away.
         """
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 kh, kw = m.kernel_size
                 m.weight.normal_(0.0, gain * math.sqrt(2.0 / (kh * kw * m.out_channels)))
                 m.bias.zero_()
+            if nearest_up and isinstance(m, nn.ConvTranspose2d):
+                m.weight.copy_(m.weight[:, :, :1, :1].expand_as(m.weight))
 
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4:

@@ -86,8 +86,12 @@ class KernelEstimatorModule(L.LightningModule):
         self.save_hyperparameters({"model": m, "train": t})
         self.cfg = t
         self.model = KernelEstimator(**m)
-        if t["init_gain"] != INIT_GAIN:
-            self.model.reset_parameters(t["init_gain"])
+        if t["init_upsampling"] not in ("random", "nearest"):
+            raise ValueError(f"train.init_upsampling: {t['init_upsampling']!r} is not "
+                             "'random' or 'nearest'")
+        nearest = t["init_upsampling"] == "nearest"
+        if t["init_gain"] != INIT_GAIN or nearest:
+            self.model.reset_parameters(t["init_gain"], nearest_up=nearest)
         self.kernel_loss_p = kernel_loss_p_at(0, t["kernel_loss_p_switch_epoch"])
         if t["channels_last"]:
             self.model = self.model.to(memory_format=torch.channels_last)
