@@ -47,9 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def photo(name: str, size: int) -> np.ndarray:
     """skimage.data.<name>() as (s, s, 3) uint8, the centre square of side <= size."""
-    import skimage.data
+    from data_prep.scenes.builtin import load_photo
 
-    im = np.asarray(getattr(skimage.data, name)())
+    im = np.asarray(load_photo(name))
     if im.ndim == 2:
         im = np.repeat(im[..., None], 3, axis=2)
     h, w = im.shape[:2]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 import webdataset as wds
 
-from blurfield.data.schema import decode_sample, gt_field
+from blurfield.data.schema import decode_sample, gt_field, sharp_linear
 from blurfield.physics import blur
-from blurfield.physics.camera import to_display, to_linear
+from blurfield.physics.camera import to_display
 from data_prep.__main__ import main
 from data_prep.handmade import MIN_ANGLE, PHOTOS, angles, layer_map, motion_kernel
 
@@ -67,8 +66,8 @@ def test_command_writes_samples_whose_blur_is_their_field(tmp_path):
     k = 33
     win = (k // 2, k // 2, 96 - k + 1, 96 - k + 1)
     gt = gt_field(s, win)
-    u = to_linear(torch.from_numpy(s.sharp).permute(2, 0, 1)[None].float() / 255, 2.2)
-    v = blur(u, gt.kernels[None].float(), gt.masks[None].float(), padding="valid")
+    v = blur(sharp_linear(s)[None], gt.kernels[None].float(), gt.masks[None].float(),
+             padding="valid")
     ref = to_display(v.clamp(0, 1), 2.2)[0].permute(1, 2, 0).numpy() * 255
     got = s.blurry[k // 2 : k // 2 + win[2], k // 2 : k // 2 + win[3]].astype(np.float64)
     assert np.abs(got - ref).max() <= 1.0  # 8-bit rounding
