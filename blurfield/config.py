@@ -71,6 +71,7 @@ class TrainCfg:
     reblur_space: str = "display"  # display | linear (the authors' code)
     reblur_gamma: float = 2.2  # data gamma of the reblur loss (eq. 3); the shards' gamma
     l1_chunk: int = 4096  # pixels per chunk of the p = 1 kernel loss
+    l1_stride: int = 1  # p = 1 loss on every s-th pixel per axis (random offset); 1 = all
     accelerator: str = "auto"  # Lightning: auto | cpu | gpu
     devices: Any = 1  # devices per node (GPUs, or CPU processes)
     num_nodes: int = 1  # nodes (Slurm: one task per GPU)

@@ -15,6 +15,8 @@ Reduction (DESIGN §8): mean over channels, then a weighted mean over pixels per
   p = 2 uses a closed form over Gram matrices (no per-pixel K x K kernel is built); p = 1
   builds the per-pixel kernels a chunk of pixels at a time, each chunk recomputed in the
   backward pass (``torch.utils.checkpoint``), so memory is one chunk's kernels.
+  :func:`pixel_grid` keeps every s-th pixel per axis: with a random offset per step the
+  loss on that grid is an unbiased estimate of the full one at 1/s² of p = 1's cost.
 
 Losses run with autocast off, half-precision inputs cast to float32 (bf16 would lose the
 cancellation in ``q``); float64 inputs stay float64 (the tests).
@@ -210,6 +212,21 @@ def kernel_error(
         if p == 2:
             return kernel_error_l2(kernels, mixing, gt_kernels, gt_masks)
         return kernel_error_l1(kernels, mixing, gt_kernels, gt_masks, chunk)
+
+
+def pixel_grid(stride: int, offset: tuple[int, int], *maps: Tensor | None
+               ) -> list[Tensor | None]:
+    """Every ``stride``-th pixel of each (..., H, W) map along both axes, starting at
+    ``offset`` = (row, column), each in [0, stride); None passes through.
+
+    With uniform weights and H, W multiples of ``stride``, the mean of the per-pixel error
+    over the ``stride²`` offsets is the mean over all pixels, so a random offset per step
+    makes :func:`kernel_loss` on the grid an unbiased estimate of the full loss.
+    """
+    if stride < 1 or not all(0 <= o < stride for o in offset):
+        raise ValueError(f"stride {stride} must be >= 1 and offset {offset} in [0, stride)")
+    oy, ox = offset
+    return [None if m is None else m[..., oy::stride, ox::stride] for m in maps]
 
 
 def kernel_loss(

@@ -10,6 +10,7 @@ import torch
 from blurfield.losses import (
     kernel_error,
     kernel_loss,
+    pixel_grid,
     reblur_loss,
     reblur_psnr,
     weighted_mean,
@@ -91,6 +92,25 @@ def test_l1_chunked_equals_brute_force_values_and_gradients(rng, chunk):
         loss.backward()
         out.append((loss.detach(), k.grad, m.grad))
     torch.testing.assert_close(out[0], out[1], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("stride", [2, 3])
+def test_pixel_grid_offsets_average_to_the_full_loss(rng, stride):
+    """Uniform weights, H and W multiples of the stride: the mean over the stride² offsets
+    of the grid's L1 loss (each grid scored by brute force) is the full-image loss, and a
+    grid holds exactly the pixels [oy::s, ox::s]."""
+    kernels, mixing, gt_k, gt_m, _ = _field(rng, h=6, w=12)
+    full = kernel_loss(kernels, mixing, gt_k, gt_m, None, p=1)
+    grids = []
+    for oy in range(stride):
+        for ox in range(stride):
+            m, mm, none = pixel_grid(stride, (oy, ox), mixing, gt_m, None)
+            assert none is None and m.shape[-2:] == (6 // stride, 12 // stride)
+            assert torch.equal(m[:, :, 1, 1], mixing[:, :, oy + stride, ox + stride])
+            grids.append(weighted_mean(_brute_error(kernels, m, gt_k, mm, 1)))
+    torch.testing.assert_close(torch.stack(grids).mean(), full, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="offset"):
+        pixel_grid(stride, (stride, 0), mixing)
 
 
 def test_kernel_loss_zero_at_ground_truth(rng):

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from blurfield.cli import main
 from blurfield.config import load_config
-from blurfield.losses import kernel_loss, reblur_loss
+from blurfield.losses import kernel_loss, pixel_grid, reblur_loss
 from blurfield.physics import reblur
 from blurfield.tasks.estimator import KernelEstimatorModule
 from blurfield.tasks.train import prepare, resume_checkpoint, slurm_plugins, train
@@ -109,6 +109,28 @@ def test_training_step_uses_the_current_p():
             want = 0.5 * reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
                 + 2.0 * kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"], p=p)
             assert m.training_step(b, 0).item() == pytest.approx(want.item(), rel=1e-6)
+
+
+def test_l1_stride_scores_p1_on_a_random_pixel_grid():
+    """l1_stride = 2: the training p = 1 loss equals the loss on the grid of the offset the
+    module draws (the same draw replayed here), differs from the full loss, and
+    validation-mode losses stay on every pixel."""
+    b = default_collate([make_sample(0), make_sample(1)])
+    m = KernelEstimatorModule(TINY, {"l1_stride": 2})
+    m.kernel_loss_p = 1
+    with torch.no_grad():
+        k, mix = m(b["blurry"])
+        torch.manual_seed(3)
+        got = m.losses(b, k, mix, 1)["kernel"]
+        torch.manual_seed(3)
+        offset = tuple(torch.randint(2, (2,)).tolist())
+        sub, masks, weights = pixel_grid(2, offset, mix, b["masks"], b["weights"])
+        want = kernel_loss(k, sub, b["kernels"], masks, weights, p=1)
+        full = kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"], p=1)
+        assert got.item() == pytest.approx(want.item(), rel=1e-6)
+        assert abs(got.item() - full.item()) > 1e-6
+        m.eval()
+        assert m.losses(b, k, mix, 1)["kernel"].item() == pytest.approx(full.item(), rel=1e-6)
 
 
 def test_tiny_model_overfits_one_sample():

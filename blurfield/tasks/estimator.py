@@ -6,6 +6,8 @@ format of DESIGN §8 and to the schedule of the paper:
 
 - loss = reblur_weight * reblur loss (eq. 5) + kernel_weight * kernel loss (eq. 6, p-norm);
 - p = 2 until ``kernel_loss_p_switch_epoch``, then 1 (set by :class:`KernelLossSwitch`);
+  with ``l1_stride`` s > 1 the training p = 1 loss is scored on every s-th pixel per axis
+  from a random offset (``blurfield.losses.pixel_grid``);
 - Adam (lr 1e-4), StepLR halving every ``lr_halve_every`` epochs (stepped per epoch).
 
 Checkpoints carry ``hyper_parameters = {"model": {n_basis, kernel_size, base_width,
@@ -30,7 +32,14 @@ import torch
 from torch import Tensor
 
 from blurfield.config import ModelCfg, TrainCfg
-from blurfield.losses import kernel_error, kernel_loss, reblur_loss, reblur_psnr, weighted_mean
+from blurfield.losses import (
+    kernel_error,
+    kernel_loss,
+    pixel_grid,
+    reblur_loss,
+    reblur_psnr,
+    weighted_mean,
+)
 from blurfield.models.estimator import KernelEstimator
 
 MODEL_KEYS = ("n_basis", "kernel_size", "base_width", "gamma_in")
@@ -113,7 +122,11 @@ class KernelEstimatorModule(L.LightningModule):
         t = self.cfg
         rb = reblur_loss(kernels, mixing, batch["sharp_linear"], batch["blurry"],
                          batch["weights"], gamma=t["reblur_gamma"], space=t["reblur_space"])
-        kl = kernel_loss(kernels, mixing, batch["kernels"], batch["masks"], batch["weights"],
+        masks, weights, sub = batch["masks"], batch["weights"], mixing
+        if p == 1 and self.training and t["l1_stride"] > 1:
+            offset = tuple(torch.randint(t["l1_stride"], (2,)).tolist())
+            sub, masks, weights = pixel_grid(t["l1_stride"], offset, mixing, masks, weights)
+        kl = kernel_loss(kernels, sub, batch["kernels"], masks, weights,
                          p=p, layer_valid=batch["layer_valid"], chunk=t["l1_chunk"])
         loss = t["reblur_loss_weight"] * rb + t["kernel_loss_weight"] * kl
         return {"loss": loss, "reblur": rb, "kernel": kl}

@@ -66,7 +66,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ValueError(f"train.reblur_space: {t.reblur_space!r} is not display or linear")
     if str(t.precision) not in PRECISIONS:
         raise ValueError(f"train.precision: {t.precision!r} is not one of {', '.join(PRECISIONS)}")
-    for key in ("epochs", "lr_halve_every", "l1_chunk", "val_every_n_epochs"):
+    for key in ("epochs", "lr_halve_every", "l1_chunk", "l1_stride", "val_every_n_epochs"):
         if int(t[key]) < 1:
             raise ValueError(f"train.{key}: {t[key]} must be >= 1")
     if not t.run_name or "/" in str(t.run_name):
