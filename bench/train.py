@@ -2,13 +2,14 @@
 
 One training step = forward of KernelEstimatorModule, reblur loss + kernel loss (p = 2 or
 p = 1), backward, Adam step, on a synthetic batch of the binding format (DESIGN §8) with
-J = 3 layers. The losses are also timed alone (forward + backward from leaf kernels and
+J = 3 layers (``--l1-stride`` S > 1: the p = 1 step scores its kernel loss on every S-th
+pixel per axis, ``train.l1_stride``). The losses are also timed alone (forward + backward from leaf kernels and
 mixing) and given as a share of the step with the same p. The DataModule is timed alone
 (one process, no loader workers) on shards if there are any.
 
 Usage: python bench/train.py [--device cpu|cuda] [--batch 4] [--size 256] [--width 64]
        [--n-basis 25] [--steps 3] [--precision 32-true|bf16-mixed] [--channels-last]
-       [--compile] [--shards PATTERN]
+       [--compile] [--l1-stride S] [--shards PATTERN]
 Defaults: the paper's network (B = 25, K = 33, w = 64), batch 4, 256², the GPU if any.
 """
 
@@ -73,7 +74,8 @@ def bench(args: argparse.Namespace) -> list[tuple[str, float, float, str]]:
     batch = synthetic_batch(args.batch, args.size, device=dev)
     module = KernelEstimatorModule(
         {"n_basis": args.n_basis, "base_width": args.width},
-        {"channels_last": args.channels_last, "compile": args.compile}).to(dev)
+        {"channels_last": args.channels_last, "compile": args.compile,
+         "l1_stride": args.l1_stride}).to(dev)
     opt = torch.optim.Adam(module.parameters(), lr=1e-4)
     bf16 = args.precision.startswith("bf16")
     amp = (torch.autocast(device_type=dev.split(":")[0], dtype=torch.bfloat16) if bf16
@@ -112,7 +114,8 @@ def bench(args: argparse.Namespace) -> list[tuple[str, float, float, str]]:
 
     losses = {w: timed(loss_fn(w), args.steps, dev) for w in ("reblur", "kernel L2", "kernel L1")}
     for p in (2, 1):
-        rows.append((f"full training step, kernel loss p = {p}", steps[p], n / steps[p], ""))
+        note = f"l1_stride {args.l1_stride}" if p == 1 and args.l1_stride > 1 else ""
+        rows.append((f"full training step, kernel loss p = {p}", steps[p], n / steps[p], note))
     for name, t in losses.items():
         p = 1 if name == "kernel L1" else 2
         rows.append((f"  {name} loss fwd+bwd", t, n / t, f"{100 * t / steps[p]:.1f}% of step"))
@@ -150,6 +153,7 @@ def main() -> None:
     p.add_argument("--precision", default="32-true", choices=("32-true", "bf16-mixed"))
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--l1-stride", type=int, default=1)
     p.add_argument("--shards", default=None)
     args = p.parse_args()
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"

@@ -86,6 +86,8 @@ class TrainCfg:
     seed: int = 0  # model initialisation (data.seed seeds the data)
     init_gain: float = 0.5  # conv init std = gain sqrt(2 / (k k out)); 0.5 = code, 1 = He
     init_upsampling: str = "random"  # random (code) | nearest: no checkerboard at init
+    init_kernels: str = "network"  # network | lines: fit the kernel head to line kernels
+    freeze_kernels_epochs: int = 0  # kernel head fixed for the first n epochs
     max_steps: int = -1  # stop after this many optimizer steps (-1 = epochs decide)
     limit_val_batches: int = 4  # validation batches per epoch
     val_every_n_epochs: int = 1  # validate every n epochs

@@ -196,6 +196,10 @@ class KernelEstimator(nn.Module):
             if nearest_up and isinstance(m, nn.ConvTranspose2d):
                 m.weight.copy_(m.weight[:, :, :1, :1].expand_as(m.weight))
 
+    def kernel_head_parameters(self) -> list[nn.Parameter]:
+        """The parameters only the kernel head uses (``ker_*``)."""
+        return [p for n, p in self.named_parameters() if n.startswith("ker_")]
+
     def _check_input(self, x: Tensor) -> None:
         if x.ndim != 4:
             raise ValueError(

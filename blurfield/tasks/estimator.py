@@ -177,6 +177,16 @@ class KernelEstimatorModule(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoint state
 
+    def on_after_backward(self) -> None:
+        """While ``current_epoch < freeze_kernels_epochs`` the kernel head's gradients are
+        zeroed, so Adam leaves it (and its moments) untouched: the basis stays fixed and
+        only the encoder and the mixing head learn. Zeroing rather than
+        ``requires_grad_(False)`` keeps DDP's gradient buckets unchanged."""
+        if self.current_epoch < self.cfg["freeze_kernels_epochs"]:
+            for p in self.model.kernel_head_parameters():
+                if p.grad is not None:
+                    p.grad.zero_()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["kernel_loss_p"] = int(self.kernel_loss_p)
 

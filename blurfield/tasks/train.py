@@ -71,6 +71,10 @@ def check_config(cfg: DictConfig) -> None:
             raise ValueError(f"train.{key}: {t[key]} must be >= 1")
     if not t.run_name or "/" in str(t.run_name):
         raise ValueError(f"train.run_name: {t.run_name!r} must be a non-empty name without '/'")
+    if t.init_kernels not in ("network", "lines"):
+        raise ValueError(f"train.init_kernels: {t.init_kernels!r} is not network or lines")
+    if int(t.freeze_kernels_epochs) < 0:
+        raise ValueError(f"train.freeze_kernels_epochs: {t.freeze_kernels_epochs} must be >= 0")
     if t.task not in ("estimator", "deblurgan"):
         raise ValueError(f"train.task: {t.task!r} is not estimator or deblurgan")
     crop = int(cfg.data.crop_size)
@@ -170,6 +174,14 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
                                  f"{init.hparams_dict} differ from model.* "
                                  f"{module.model.hparams_dict}")
             module.model.load_state_dict(init.state_dict())
+        elif t.init_kernels == "lines" and ckpt_path is None:
+            from blurfield.models.basis_init import fit_kernel_head, line_dictionary
+
+            m = module.model
+            dist = fit_kernel_head(m, line_dictionary(m.n_basis, m.kernel_size),
+                                   seed=int(t.seed))
+            print(f"train.init_kernels=lines: kernel head fitted to {m.n_basis} line kernels "
+                  f"(mean L1 distance {dist:.3f})", flush=True)
     full = OmegaConf.to_container(cfg, resolve=True)
     logger = build_logger(cfg.logging, run_dir, str(t.run_name), full)  # type: ignore[arg-type]
     info = {
