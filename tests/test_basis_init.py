@@ -44,7 +44,8 @@ def test_line_dictionary_is_a_delta_then_lines_by_direction_and_length():
         assert min(err, 180 - err) < (3.0 if j > 8 else 5.0), (j, angle, a)
         assert ratio > 2.5
         r = torch.arange(K, dtype=torch.float64) - K // 2
-        stds.append(float((d[j].double().sum(0) * r**2).sum() + (d[j].double().sum(1) * r**2).sum()))
+        dj = d[j].double()
+        stds.append(float((dj.sum(0) * r**2).sum() + (dj.sum(1) * r**2).sum()))
     assert stds[0] < stds[8] < stds[16]  # 7, 17, 27 px: shortest first
     # B = 10: two lengths (7 and 27 px): the delta, the eight 7-px lines, a 27-px one at 0°
     d10 = line_dictionary(10, K)
