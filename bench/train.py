@@ -4,8 +4,8 @@ One training step = forward of KernelEstimatorModule, reblur loss + kernel loss 
 p = 1), backward, Adam step, on a synthetic batch of the binding format (DESIGN §8) with
 J = 3 layers (``--l1-stride`` S > 1: the p = 1 step scores its kernel loss on every S-th
 pixel per axis, ``train.l1_stride``). The losses are also timed alone (forward + backward
-from leaf kernels and mixing) and given as a share of the step with the same p. The DataModule is timed alone
-(one process, no loader workers) on shards if there are any.
+from leaf kernels and mixing) and given as a share of the step with the same p. The
+DataModule is timed alone (one process, no loader workers) on shards if there are any.
 
 Usage: python bench/train.py [--device cpu|cuda] [--batch 4] [--size 256] [--width 64]
        [--n-basis 25] [--steps 3] [--precision 32-true|bf16-mixed] [--channels-last]
