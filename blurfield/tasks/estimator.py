@@ -8,6 +8,9 @@ format of DESIGN §8 and to the schedule of the paper:
 - p = 2 until ``kernel_loss_p_switch_epoch``, then 1 (set by :class:`KernelLossSwitch`);
   with ``l1_stride`` s > 1 the training p = 1 loss is scored on every s-th pixel per axis
   from a random offset (``blurfield.losses.pixel_grid``);
+- the kernel head's gradients are zeroed for the first ``freeze_kernels_epochs`` epochs
+  (with ``init_kernels: lines`` the basis then stays a line dictionary while the mixing
+  head learns to select from it: ``blurfield.models.basis_init``);
 - Adam (lr 1e-4), StepLR halving every ``lr_halve_every`` epochs (stepped per epoch).
 
 Checkpoints carry ``hyper_parameters = {"model": {n_basis, kernel_size, base_width,
