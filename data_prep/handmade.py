@@ -26,7 +26,6 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
 from blurfield.cli import UserError
@@ -60,14 +59,10 @@ def photo(name: str, size: int) -> np.ndarray:
 
 def motion_kernel(length: int, angle: float, kernel_size: int) -> np.ndarray:
     """(K, K) float32 line segment of odd ``length`` px at ``angle`` degrees, centred, sum 1."""
-    import kornia
+    from blurfield.models.basis_init import line_kernel
 
-    k = kornia.filters.get_motion_kernel2d(length, torch.tensor([angle]),
-                                           torch.tensor([0.0]))[0].numpy()
-    out = np.zeros((kernel_size, kernel_size), np.float32)
-    o = (kernel_size - length) // 2
-    out[o : o + length, o : o + length] = k
-    return out / out.sum()
+    k = line_kernel(length, angle, kernel_size).numpy()
+    return k / k.sum()
 
 
 def angles(rng: np.random.Generator, n: int) -> list[float]:

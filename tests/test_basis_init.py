@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from moments import axes
 from omegaconf import OmegaConf
 
 from blurfield.config import load_config
@@ -17,19 +18,6 @@ from blurfield.tasks.train import check_config
 K = 33
 
 
-def _axis(kernel: torch.Tensor) -> tuple[float, float]:
-    """(direction of the principal axis in degrees in [0, 180), with x right and y down;
-    std along / across it) from the second moments about the centre."""
-    k = kernel.double() / kernel.sum()
-    r = torch.arange(K, dtype=torch.float64) - K // 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
-    cov = torch.stack([torch.stack([(k * x * x).sum(), (k * x * y).sum()]),
-                       torch.stack([(k * x * y).sum(), (k * y * y).sum()])])
-    ev, vec = torch.linalg.eigh(cov)
-    angle = math.degrees(math.atan2(float(vec[1, 1]), float(vec[0, 1]))) % 180
-    return angle, float((ev[1] / ev[0]).sqrt())
-
-
 def test_line_dictionary_is_a_delta_then_lines_by_direction_and_length():
     d = line_dictionary(25, K)
     assert d.shape == (25, K, K)
@@ -38,14 +26,14 @@ def test_line_dictionary_is_a_delta_then_lines_by_direction_and_length():
     stds = []
     for j in range(1, 25):
         a = 22.5 * ((j - 1) % 8)
-        angle, ratio = _axis(d[j])
+        vals, vecs = axes(d[j].double().numpy())
+        angle = math.degrees(math.atan2(vecs[0, 1], vecs[1, 1])) % 180  # x right, y down
+        ratio = math.sqrt(vals[1] / vals[0])
         # kornia's angle turns counter-clockwise on screen: -a with y pointing down
         err = abs((angle + a) % 180)
         assert min(err, 180 - err) < (3.0 if j > 8 else 5.0), (j, angle, a)
         assert ratio > 2.5
-        r = torch.arange(K, dtype=torch.float64) - K // 2
-        dj = d[j].double()
-        stds.append(float((dj.sum(0) * r**2).sum() + (dj.sum(1) * r**2).sum()))
+        stds.append(vals.sum())
     assert stds[0] < stds[8] < stds[16]  # 7, 17, 27 px: shortest first
     # B = 10: two lengths (7 and 27 px): the delta, the eight 7-px lines, a 27-px one at 0°
     d10 = line_dictionary(10, K)

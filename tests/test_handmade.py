@@ -5,22 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import webdataset as wds
+from moments import axes
 
 from blurfield.data.schema import decode_sample, gt_field, sharp_linear
 from blurfield.physics import blur
 from blurfield.physics.camera import to_display
 from data_prep.__main__ import main
 from data_prep.handmade import MIN_ANGLE, PHOTOS, angles, layer_map, motion_kernel
-
-
-def axes(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (ascending) and eigenvectors of the kernel's second-moment matrix."""
-    y, x = np.mgrid[0 : kernel.shape[0], 0 : kernel.shape[1]].astype(np.float64)
-    w = kernel / kernel.sum()
-    cy, cx = (w * y).sum(), (w * x).sum()
-    c = np.array([[(w * (y - cy) ** 2).sum(), (w * (y - cy) * (x - cx)).sum()],
-                  [(w * (y - cy) * (x - cx)).sum(), (w * (x - cx) ** 2).sum()]])
-    return np.linalg.eigh(c)
 
 
 @pytest.mark.parametrize("length", [9, 17, 25])

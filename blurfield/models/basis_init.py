@@ -5,12 +5,12 @@ shortcut: the kernel head draws every basis kernel as the image's average blur (
 blob) and the mixing head stays nearly uniform (measured with B = 25: the largest mixing
 weight at a pixel averages 0.07-0.15 in the shipped compact model, and 0.042 after one
 epoch from a line start with the head free; uniform is 0.04), so the field is in effect one
-blob. Starting the
-kernel head at a fixed dictionary (a delta and line segments of several lengths and
-directions) and holding it there for the first epochs (``train.freeze_kernels_epochs``)
-leaves selection as the only way to lower the loss, so the mixing head has to learn where
-each direction and length of blur is.
+blob. Starting the kernel head at a fixed dictionary (a delta and line segments of several
+lengths and directions) and holding it there for the first epochs
+(``train.freeze_kernels_epochs``) leaves selection as the only way to lower the loss, so
+the mixing head has to learn where each direction and length of blur is.
 
+- :func:`line_kernel`: one centred straight-motion kernel (also the hand-made check's blur).
 - :func:`line_dictionary`: (B, K, K) kernels, each summing to 1.
 - :func:`fit_kernel_head`: Adam on the ``ker_*`` parameters only, cross-entropy of the head's
   softmax kernels against the dictionary, on random images (smooth and noisy, random
@@ -29,6 +29,14 @@ from torch import Tensor
 from blurfield.models.estimator import KernelEstimator
 
 
+def line_kernel(length: int, angle: float, kernel_size: int) -> Tensor:
+    """(K, K) float32 line segment of odd ``length`` px at ``angle`` degrees (as
+    ``kornia.filters.get_motion_kernel2d`` draws it, summing to 1 up to rounding), centred
+    in a K x K zero frame."""
+    return F.pad(kornia.filters.get_motion_kernel2d(length, angle)[0],
+                 ((kernel_size - length) // 2,) * 4)
+
+
 def line_dictionary(n_basis: int, kernel_size: int, angles: int = 8,
                     sigma: float = 0.8) -> Tensor:
     """(n_basis, K, K) float32: a delta, then centred line segments.
@@ -45,11 +53,9 @@ def line_dictionary(n_basis: int, kernel_size: int, angles: int = 8,
     k = kernel_size
     out = [F.pad(torch.ones(1, 1), (k // 2,) * 4)]
     n_len = max(1, math.ceil((n_basis - 1) / angles))
-    for length in torch.linspace(7, k - 6, n_len).tolist() if n_len > 1 else [7.0]:
+    for length in torch.linspace(7, k - 6, n_len).tolist():
         odd = 2 * round((length - 1) / 2) + 1
-        for a in range(angles):
-            line = kornia.filters.get_motion_kernel2d(odd, a * 180.0 / angles)[0]
-            out.append(F.pad(line, ((k - odd) // 2,) * 4))
+        out += [line_kernel(odd, a * 180.0 / angles, k) for a in range(angles)]
     d = torch.stack(out[:n_basis])[:, None].float()
     r = max(1, math.ceil(3 * sigma))
     d = kornia.filters.gaussian_blur2d(d, (2 * r + 1, 2 * r + 1), (sigma, sigma))[:, 0]
