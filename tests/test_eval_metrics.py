@@ -11,6 +11,8 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from blurfield.evaluation import align, metrics
+from blurfield.models.basis_init import line_kernel
+from tests.moments import covariance
 
 
 def _pair(seed: int = 0, h: int = 40, w: int = 52) -> tuple[np.ndarray, np.ndarray]:
@@ -215,3 +217,60 @@ def test_koehler_ssim_modes():
     assert top["ssim"] == pytest.approx(max(direct), abs=1e-10)
     with pytest.raises(ValueError, match="koehler_ssim"):
         protocols.score_koehler(cand, frames, "mean")
+
+
+def test_field_covariance_matches_per_pixel_kernels():
+    g = torch.Generator().manual_seed(1)
+    b, k, h, w = 3, 9, 4, 5
+    kern = torch.rand(b, k, k, generator=g, dtype=torch.float64) ** 4
+    kern /= kern.sum((1, 2), keepdim=True)
+    mix = torch.rand(b, h, w, generator=g, dtype=torch.float64).softmax(0)
+    got = metrics.field_covariance(kern, mix)
+    assert got.shape == (3, h, w)
+    per_pixel = np.einsum("bhw,bkl->hwkl", mix.numpy(), kern.numpy())
+    for i in range(h):
+        for j in range(w):
+            c = covariance(per_pixel[i, j])  # (y, x) order
+            np.testing.assert_allclose(got[:, i, j].numpy(), [c[1, 1], c[0, 0], c[0, 1]],
+                                       rtol=1e-9, atol=1e-12)
+    # Batched input; a pixel with no mass (a padded ground-truth layer) gives 0.
+    both = metrics.field_covariance(torch.stack([kern, kern]), torch.stack([mix, 0 * mix]))
+    np.testing.assert_allclose(both[0].numpy(), got.numpy(), rtol=1e-12)
+    assert float(both[1].abs().max()) == 0
+
+
+def _uniform_line(length: int, angle: float, h: int = 6, w: int = 8) -> torch.Tensor:
+    return metrics.field_covariance(line_kernel(length, angle, 33)[None],
+                                    torch.ones(1, h, w))
+
+
+def test_direction_agreement_closed_forms():
+    gt = _uniform_line(17, 0.0)
+    agree = metrics.direction_agreement
+    # cos(2 Δθ) at every pixel: same axis 1, 45° off 0, 90° off -1, whatever the lengths.
+    assert float(agree(_uniform_line(9, 0.0), gt)) == pytest.approx(1.0, abs=1e-9)
+    assert float(agree(_uniform_line(9, 45.0), gt)) == pytest.approx(0.0, abs=1e-9)
+    assert float(agree(_uniform_line(25, 90.0), gt)) == pytest.approx(-1.0, abs=1e-9)
+    assert float(agree(_uniform_line(9, 30.0), _uniform_line(21, 30.0))) == pytest.approx(
+        1.0, abs=1e-2)  # pixelised lines at 30°: the same axis to within a degree or two
+    # A round estimate has no direction: 0; a round ground truth has none to get: NaN.
+    yy, xx = torch.meshgrid(torch.arange(33.0) - 16, torch.arange(33.0) - 16, indexing="ij")
+    disc = torch.exp(-(yy**2 + xx**2) / 8)[None]
+    disc_cov = metrics.field_covariance(disc / disc.sum(), torch.ones(1, 6, 8))
+    assert float(agree(disc_cov, gt)) == pytest.approx(0.0, abs=1e-5)
+    # Below ROUND_PX2 the term fades linearly: a barely elongated Gaussian along the axis.
+    ell = torch.exp(-(yy**2 / 1.0 + xx**2 / 1.02) / 2)[None]
+    ell_cov = metrics.field_covariance(ell / ell.sum(), torch.ones(1, 6, 8))
+    elong = float(ell_cov[0, 0, 0] - ell_cov[1, 0, 0])  # λ1 - λ2 = 0.02 px²
+    assert 0.015 < elong < metrics.ROUND_PX2
+    assert float(agree(ell_cov, gt)) == pytest.approx(elong / metrics.ROUND_PX2, rel=1e-3)
+    assert math.isnan(float(agree(gt, disc_cov)))
+    # Non-uniform: left half blurred along 0°, right half along 90°, both 15 px.
+    gt2 = torch.cat([_uniform_line(15, 0.0, w=4), _uniform_line(15, 90.0, w=4)], -1)
+    assert float(agree(gt2, gt2)) == pytest.approx(1.0, abs=1e-12)
+    assert float(agree(_uniform_line(15, 0.0), gt2)) == pytest.approx(0.0, abs=1e-9)
+    # Pixels weigh by the ground truth's elongation: make the 0° half longer.
+    gt3 = torch.cat([_uniform_line(25, 0.0, w=4), _uniform_line(9, 90.0, w=4)], -1)
+    l_long, l_short = (25**2 - 1) / 12, (9**2 - 1) / 12  # variance along a line of n px
+    assert float(agree(_uniform_line(15, 0.0), gt3)) == pytest.approx(
+        (l_long - l_short) / (l_long + l_short), abs=2e-2)

@@ -126,6 +126,7 @@ def test_synthetic_scores_with_the_true_field_as_estimate():
     rl = dict(iterations=1)
     r = evaluate_sample(s, oracle, window=64, rl=rl).row
     assert r["kernel_error"] < 1e-6
+    assert r["direction"] == pytest.approx(1.0, abs=1e-9)
     assert r["psnr_est"] == pytest.approx(r["psnr_gt"], abs=1e-3)
     assert r["psnr_uniform_est"] == pytest.approx(r["psnr_uniform_gt"], abs=1e-6)
     assert r["reblur_psnr_est"] > 45  # the field explains the 8-bit blurry window
@@ -139,6 +140,9 @@ def test_synthetic_scores_with_the_true_field_as_estimate():
     swapped = evaluate_sample(s, lambda v: (gt.kernels.flip(0)[None].float(),
                                             gt.masks[None].float()), window=64, rl=rl).row
     assert swapped["kernel_error"] > 0.05
+    # The lines (17° and 92°) swapped: 75° off (cos 150° = -0.87) away from the smoothed
+    # boundary, where the two layers mix.
+    assert -0.87 < swapped["direction"] < -0.5
     assert swapped["reblur_psnr_est"] < r["reblur_psnr_est"] - 10
 
 

@@ -133,6 +133,22 @@ def test_l1_stride_scores_p1_on_a_random_pixel_grid():
         assert m.losses(b, k, mix, 1)["kernel"].item() == pytest.approx(full.item(), rel=1e-6)
 
 
+def test_val_direction_scores_the_fields_axes():
+    """val/direction is 1 for the true field and -1 for its kernels turned by 90° (the
+    Gaussians are axis-aligned, so every axis is then off by 90°); a sample without a field
+    is left out of the mean."""
+    b = default_collate([make_sample(0), make_sample(1)])
+    turned = b["kernels"].clone()
+    turned[1] = torch.rot90(turned[1], 1, (-2, -1))
+    for valid, want in (([True, True], 0.0), ([True, False], 1.0)):
+        m = KernelEstimatorModule(TINY)
+        m.forward = lambda x: (turned, b["masks"])
+        b["layer_valid"] = torch.tensor(valid)[:, None].expand(2, 2)
+        with pytest.warns(UserWarning, match="self.log"), torch.no_grad():
+            m.validation_step(b, 0)
+        assert m.val_direction.compute().item() == pytest.approx(want, abs=1e-6)
+
+
 def test_tiny_model_overfits_one_sample():
     """base_width 4, B = 4, crop 64: the loss falls 10x within 250 Adam steps."""
     torch.manual_seed(0)
@@ -168,7 +184,8 @@ def test_loss_switch_and_lr_schedule_epochs(tmp_path):
     # CSV logger without W&B: metrics.csv with the validation metrics, and the checkpoint
     # carries what load_any_estimator needs
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"val/loss", "val/reblur_psnr", "val/kernel_error", "train/loss_epoch"} <= set(header)
+    assert {"val/loss", "val/reblur_psnr", "val/kernel_error", "val/direction",
+            "train/loss_epoch"} <= set(header)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["model"] == {**TINY, "gamma_in": 2.2}
     assert ckpt["kernel_loss_p"] == 1 and ckpt["epoch"] == 4

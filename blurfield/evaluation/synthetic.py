@@ -5,6 +5,8 @@ border) is scored:
 
 - ``kernel_error``: mean over pixels of ``|| sum_b m_i^b k^b - sum_j M_j(i) k_j ||_2``,
   the estimated vs the ground-truth per-pixel kernel (:func:`.metrics.kernel_error`);
+- ``direction``: whether the estimated blur directions are right, in [-1, 1] (1 = every
+  principal axis right, 0 = round or random; :func:`.metrics.direction_agreement`);
 - ``reblur_psnr_est``: the ground-truth sharp window reblurred with the estimated field
   (eq. 3) against the blurry window — how well the field explains the photo;
 - PSNR after Richardson–Lucy (same settings for all) with
@@ -122,6 +124,9 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     row: dict[str, float] = {
         "kernel_error": float(metrics.kernel_error(kernels[0].cpu(), mixing[0].cpu(),
                                                    gt.kernels, gt.masks)),
+        "direction": float(metrics.direction_agreement(
+            metrics.field_covariance(kernels[0].cpu(), mixing[0].cpu()),
+            metrics.field_covariance(gt.kernels, gt.masks))),
         "psnr_est": float(metrics.psnr(ref, restored)),
         "ssim_est": float(metrics.ssim(ref, restored)),
     }

@@ -20,8 +20,10 @@ and ``kernel_loss_p``.
 Logged: ``train/loss``, ``train/reblur``, ``train/kernel`` (step and epoch means),
 ``train/kernel_loss_p``; ``val/loss`` (with the **L2** kernel loss whatever p is, so the best
 checkpoint compares like with like across the switch), ``val/reblur``, ``val/kernel``
-(weighted L2), ``val/kernel_l1`` (once p = 1), ``val/reblur_psnr`` (display, dB) and
-``val/kernel_error`` (plain mean over pixels of the per-pixel L2 kernel error).
+(weighted L2), ``val/kernel_l1`` (once p = 1), ``val/reblur_psnr`` (display, dB),
+``val/kernel_error`` (plain mean over pixels of the per-pixel L2 kernel error) and
+``val/direction`` (whether the field's blur directions are right, in [-1, 1], 0 = none:
+``blurfield.evaluation.metrics.direction_agreement``, mean over samples with a field).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor
+from torchmetrics import MeanMetric
 
 from blurfield.config import ModelCfg, TrainCfg
+from blurfield.evaluation.metrics import direction_agreement, field_covariance
 from blurfield.losses import (
     kernel_error,
     kernel_loss,
@@ -98,6 +102,7 @@ class KernelEstimatorModule(L.LightningModule):
         self.save_hyperparameters({"model": m, "train": t})
         self.cfg = t
         self.model = KernelEstimator(**m)
+        self.val_direction = MeanMetric(nan_strategy="ignore")
         if t["init_upsampling"] not in ("random", "nearest"):
             raise ValueError(f"train.init_upsampling: {t['init_upsampling']!r} is not "
                              "'random' or 'nearest'")
@@ -161,6 +166,10 @@ class KernelEstimatorModule(L.LightningModule):
                                            batch["blurry"], gamma=t["reblur_gamma"]),
             "val/kernel_error": weighted_mean(err, None, has),
         }
+        direction = direction_agreement(field_covariance(kernels, mixing),
+                                        field_covariance(batch["kernels"], batch["masks"]))
+        self.val_direction.update(direction[has])  # NaN (round ground truth) is skipped
+        self.log("val/direction", self.val_direction, on_epoch=True)
         if self.kernel_loss_p == 1:
             logs["val/kernel_l1"] = kernel_loss(
                 kernels, mixing, batch["kernels"], batch["masks"], batch["weights"], p=1,

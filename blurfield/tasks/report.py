@@ -29,6 +29,7 @@ ALIASES: dict[str, str] = {}
 METRICS = (
     ("val/reblur_psnr", "reblur PSNR (dB)", True),
     ("val/kernel_error", "per-pixel kernel error (L2)", False),
+    ("val/direction", "blur-direction agreement", True),
     ("val/loss", "val loss", False),
 )
 COLUMNS = ("run", "group", "n_basis", "epochs", *(m for m, _, _ in METRICS), "best val/loss",
