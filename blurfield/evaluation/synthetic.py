@@ -120,12 +120,12 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     _sync(dev)
     seconds = time.perf_counter() - t0
     kernels, mixing = kernels.detach().float(), mixing.detach().float()
+    k_cpu, m_cpu = kernels[0].cpu(), mixing[0].cpu()
 
     row: dict[str, float] = {
-        "kernel_error": float(metrics.kernel_error(kernels[0].cpu(), mixing[0].cpu(),
-                                                   gt.kernels, gt.masks)),
+        "kernel_error": float(metrics.kernel_error(k_cpu, m_cpu, gt.kernels, gt.masks)),
         "direction": float(metrics.direction_agreement(
-            metrics.field_covariance(kernels[0].cpu(), mixing[0].cpu()),
+            metrics.field_covariance(k_cpu, m_cpu),
             metrics.field_covariance(gt.kernels, gt.masks))),
         "psnr_est": float(metrics.psnr(ref, restored)),
         "ssim_est": float(metrics.ssim(ref, restored)),
@@ -144,7 +144,7 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
         by_gt = _restore(v_lin, gt_k, gt_m, g, rl)
         k_ugt, m_ugt = _uniform(metrics.mean_kernel(gt.kernels, gt.masks), h, w)
         by_ugt = _restore(v_lin, k_ugt.to(dev), m_ugt.to(dev), g, rl)
-        k_uest, m_uest = _uniform(metrics.mean_kernel(kernels[0].cpu(), mixing[0].cpu()), h, w)
+        k_uest, m_uest = _uniform(metrics.mean_kernel(k_cpu, m_cpu), h, w)
         by_uest = _restore(v_lin, k_uest.to(dev), m_uest.to(dev), g, rl)
     row["psnr_gt"] = float(metrics.psnr(ref, by_gt))
     row["psnr_uniform_gt"] = float(metrics.psnr(ref, by_ugt))
