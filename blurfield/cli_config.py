@@ -6,8 +6,8 @@ import argparse
 
 from omegaconf import DictConfig
 
-from blurfield.cli import UserError
 from blurfield.config import to_yaml
+from blurfield.errors import UserError
 
 HELP = "print the resolved config (schema <- files <- overrides) as YAML"
 

@@ -4,7 +4,7 @@ A subcommand is a module (imported only when it runs) with ``HELP``, optional ``
 (flags that are aliases of config keys) and ``add_arguments(parser)``, and
 ``run(cfg, args) -> int``. Add one with a line in ``SUBCOMMANDS``. ``key=value`` words
 override config keys (full keys, e.g. ``kernels.count=1000``); a bad config or a
-:class:`blurfield.cli.UserError` prints one line and exits 2.
+:class:`blurfield.errors.UserError` prints one line and exits 2.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from blurfield.cli import command_parser, run_command
+from blurfield.commandline import command_parser, run_command
 
 SUBCOMMANDS: dict[str, str] = {
     "kernels": "data_prep.kernels.command",

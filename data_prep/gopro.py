@@ -154,7 +154,7 @@ def convert(root: str | Path, out: str | Path, *, blur: str = "blur",
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from blurfield.cli import UserError
+    from blurfield.errors import UserError
 
     if args.inputs:
         raise UserError(f"unexpected argument '{args.inputs[0]}'")

@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from blurfield.cli import UserError
 from blurfield.data.schema import Sample, encode_sample, make_meta
+from blurfield.errors import UserError
 
 HELP = "skimage photos blurred by hand-made non-uniform fields (a held-out check)"
 ALIASES: dict[str, str] = {}
@@ -59,7 +59,7 @@ def photo(name: str, size: int) -> np.ndarray:
 
 def motion_kernel(length: int, angle: float, kernel_size: int) -> np.ndarray:
     """(K, K) float32 line segment of odd ``length`` px at ``angle`` degrees, centred, sum 1."""
-    from blurfield.models.basis_init import line_kernel
+    from blurfield.physics.kernels import line_kernel
 
     k = line_kernel(length, angle, kernel_size).numpy()
     return k / k.sum()

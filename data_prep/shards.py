@@ -622,7 +622,7 @@ def _manifest(cfg, fp, content, kernels, shards, listed, failed, skipped, eligib
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from blurfield.cli import UserError
+    from blurfield.errors import UserError
 
     if getattr(args, "inputs", None):
         raise UserError(f"unexpected argument '{args.inputs[0]}' (expected shards.key=value)")

@@ -11,7 +11,7 @@ from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from blurfield.evaluation import align, metrics
-from blurfield.models.basis_init import line_kernel
+from blurfield.physics.kernels import line_kernel
 from tests.moments import covariance
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from blurfield.cli import UserError
+from blurfield.errors import UserError
 
 PREVIEW_MAX_SIDE = 1024  # photos are shown at most this large in the pictures
 

@@ -45,7 +45,6 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from blurfield.api import deblur, estimate, load_field, save_field
-    from blurfield.cli import UserError
     from blurfield.commands import (
         each_photo,
         load_model,
@@ -54,6 +53,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         read_photo,
         restore_options,
     )
+    from blurfield.errors import UserError
     from blurfield.imageio import write_image
     from blurfield.viz import save_png
 

@@ -31,7 +31,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from blurfield.cli import UserError
+from blurfield.errors import UserError
 
 HELP = "score estimate + restore (or a deblurrer) on a benchmark: CSV, summary, pictures"
 ALIASES = {

@@ -10,7 +10,8 @@ lengths and directions) and holding it there for the first epochs
 (``train.freeze_kernels_epochs``) leaves selection as the only way to lower the loss, so
 the mixing head has to learn where each direction and length of blur is.
 
-- :func:`line_kernel`: one centred straight-motion kernel (also the hand-made check's blur).
+- :func:`line_kernel` (from :mod:`blurfield.physics.kernels`): one centred straight-motion
+  kernel, the dictionary's lines.
 - :func:`line_dictionary`: (B, K, K) kernels, each summing to 1.
 - :func:`fit_kernel_head`: Adam on the ``ker_*`` parameters only, cross-entropy of the head's
   softmax kernels against the dictionary, on random images (smooth and noisy, random
@@ -27,14 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blurfield.models.estimator import KernelEstimator
-
-
-def line_kernel(length: int, angle: float, kernel_size: int) -> Tensor:
-    """(K, K) float32 line segment of odd ``length`` px at ``angle`` degrees (as
-    ``kornia.filters.get_motion_kernel2d`` draws it, summing to 1 up to rounding), centred
-    in a K x K zero frame."""
-    return F.pad(kornia.filters.get_motion_kernel2d(length, angle)[0],
-                 ((kernel_size - length) // 2,) * 4)
+from blurfield.physics.kernels import line_kernel  # re-exported: its home was here
 
 
 def line_dictionary(n_basis: int, kernel_size: int, angles: int = 8,

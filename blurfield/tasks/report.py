@@ -207,7 +207,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]
 
 
 def run(cfg: Any, args: argparse.Namespace) -> int:
-    from blurfield.cli import UserError
+    from blurfield.errors import UserError
 
     if not args.inputs:
         raise UserError("name at least one run directory (e.g. runs/ablation_B15 or runs/)")

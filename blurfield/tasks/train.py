@@ -277,7 +277,7 @@ def train(cfg: DictConfig, datamodule: Any = None) -> Path:
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from blurfield.cli import UserError
+    from blurfield.errors import UserError
 
     if getattr(args, "inputs", None):
         raise UserError(f"unexpected arguments {args.inputs}: train takes --config FILE and "

@@ -16,7 +16,7 @@ ALIASES = {
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from blurfield.cli import UserError
+    from blurfield.errors import UserError
 
     from .bank import check_cfg, write_bank
 

@@ -1,0 +1,78 @@
+"""The command-line grammar shared by ``blurfield`` and ``python -m data_prep``:
+``<prog> <command> [--config FILE ...] [--flag VALUE ...] [key=value ...]``.
+
+A command module provides ``HELP``, optional ``ALIASES`` (flags that are aliases of config
+keys), an optional ``add_arguments(parser)`` and ``run(cfg, args) -> int``. This module
+sits below both programs (docs/design.md, Layers), so ``data_prep`` parses its subcommands
+the same way without importing ``blurfield.cli``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Callable
+from types import ModuleType
+
+from blurfield.errors import UserError
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def command_parser(prog: str, mod: ModuleType, *, epilog: str, config_example: str,
+                   inputs_help: str,
+                   common: Callable[[argparse.ArgumentParser], None] | None = None,
+                   ) -> argparse.ArgumentParser:
+    """The parser of one command module: ``--config`` (repeatable), ``common(parser)``'s
+    flags, one flag per entry of ``mod.ALIASES``, ``mod.add_arguments(parser)``'s own, and
+    the positional ``inputs`` (files and ``key=value`` overrides).
+
+    Shared by ``blurfield`` and ``python -m data_prep``; ``config_example`` names a config
+    under conf/ for the ``--config`` help.
+    """
+    p = argparse.ArgumentParser(prog=prog, description=getattr(mod, "HELP", ""), epilog=epilog)
+    p.add_argument("--config", "-c", action="append", default=[], metavar="FILE",
+                   help=f"YAML config (path, or name under conf/ e.g. {config_example}); "
+                        "repeatable")
+    if common is not None:
+        common(p)
+    for flag, key in getattr(mod, "ALIASES", {}).items():
+        p.add_argument(flag, dest="alias_" + key.replace(".", "__"), default=None,
+                       metavar=key.split(".")[-1].upper(), help=f"alias of {key}")
+    if hasattr(mod, "add_arguments"):
+        mod.add_arguments(p)
+    p.add_argument("inputs", nargs="*", help=inputs_help)
+    return p
+
+
+def split_overrides(args: argparse.Namespace) -> list[str]:
+    """Take the ``key=value`` words out of ``args.inputs`` (in place) and return them as
+    config overrides, followed by one ``key=value`` per alias flag that was given."""
+    overrides = [w for w in args.inputs if _OVERRIDE.match(w)]
+    args.inputs = [w for w in args.inputs if not _OVERRIDE.match(w)]
+    for k, v in vars(args).items():
+        if k.startswith("alias_") and v is not None:
+            overrides.append(f"{k[6:].replace('__', '.')}={v}")
+    return overrides
+
+
+def run_command(label: str, mod: ModuleType, parser: argparse.ArgumentParser,
+                argv: list[str]) -> int:
+    """Parse ``argv`` (``key=value`` words may come before and after flags), load the config
+    with its overrides and return ``mod.run(cfg, args)``. A :class:`ConfigError` or
+    :class:`UserError` prints ``"<label>: <message>"`` on one line and returns 2; Ctrl-C
+    returns 130."""
+    from blurfield.config import ConfigError, load_config
+
+    args = parser.parse_intermixed_args(argv)
+    overrides = split_overrides(args)
+    try:
+        cfg = load_config(args.config, overrides)
+        return int(mod.run(cfg, args) or 0)
+    except (ConfigError, UserError) as e:
+        print(f"{label}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted", file=sys.stderr)
+        return 130

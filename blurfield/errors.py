@@ -1,0 +1,8 @@
+"""The project's own exception types, at the bottom of the layers (docs/design.md, Layers):
+any module may raise them without importing the command layer."""
+
+from __future__ import annotations
+
+
+class UserError(RuntimeError):
+    """An error caused by the user's input; the CLI prints its message as one line."""
