@@ -29,7 +29,7 @@ test-all: install  ## the suite including tests marked slow
 	$(PY) -m pytest -q -m "" $(ARGS)
 
 demo: install  ## end to end on the built-in data: shards, a short training, estimate + deblur -> demo_out/
-	$(PY) -m blurfield.demo $(ARGS)
+	$(PY) -m demo $(ARGS)
 
 shards: install  ## build training shards (default: the small built-in set); CONFIG=conf/shards/x.yaml ARGS="key=value"
 	$(PY) -m data_prep shards $(if $(CONFIG),--config $(CONFIG)) $(ARGS)

@@ -122,7 +122,7 @@ def _psnr(a, b) -> float:
 
 def test_demo_quick_end_to_end(tmp_path, capsys):
     """Shards -> 2 training steps -> estimate/deblur -> page, all tiny (about 15 s)."""
-    from blurfield import demo
+    from demo import pipeline as demo
 
     out = tmp_path / "demo"
     result = demo.run(demo.quick_settings(out))
@@ -155,7 +155,7 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
 
 
 def test_demo_model_choice_and_errors(tmp_path, monkeypatch, capsys):
-    from blurfield import demo
+    from demo import pipeline as demo
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -1,6 +1,6 @@
-"""``python -m blurfield.demo`` (``make demo``): the whole pipeline on built-in data, in minutes.
+"""``python -m demo`` (``make demo``): the whole pipeline on built-in data, in minutes.
 
-    python -m blurfield.demo [--out demo_out] [--train-minutes 3] [--quick]
+    python -m demo [--out demo_out] [--train-minutes 3] [--quick]
 
 Steps, each printed with its time; a rerun reuses what is already there (the shard build
 is resumable, a finished training run is kept: delete ``demo_out/runs`` to train again):
@@ -517,7 +517,7 @@ def run(s: Settings) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m blurfield.demo", description=__doc__.split(
+    p = argparse.ArgumentParser(prog="python -m demo", description=__doc__.split(
         "\n")[0].split(": ", 1)[-1])
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--quick", action="store_true", help="tiny sizes: the whole path in seconds")
