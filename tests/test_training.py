@@ -304,10 +304,11 @@ def test_paper_config_values():
     assert (t.kernel_loss_p_switch_epoch, t.lr_halve_every, t.lr) == (300, 150, 1e-4)
     assert cfg.logging.logger == "wandb" and cfg.logging.mode == "offline"
     for b in (15, 25, 40):
-        c = load_config([f"experiment/ablation_B{b}"])
+        c = load_config(["experiment/ablation_B"], [f"model.n_basis={b}"])
         assert (c.model.n_basis, c.train.epochs, c.train.kernel_loss_p_switch_epoch) == \
             (b, 450, 300)
         assert c.logging.group == "ablation_B" and c.train.run_name == f"ablation_B{b}"
+        assert f"B{b}" in c.logging.tags
     c = load_config(["experiment/ablation_B_l2_450"], ["model.n_basis=40"])
     assert (c.model.n_basis, c.train.epochs, c.train.kernel_loss_p_switch_epoch) == \
         (40, 450, 450)
