@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import html as _html
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from blurfield.fileio import write_text_atomic
 
 STYLE = (
     "body{font-family:system-ui,sans-serif;margin:1.5em auto;max-width:1200px;padding:0 1em;"
@@ -272,15 +272,7 @@ def page(title: str, *parts: str, style: str = STYLE) -> str:
 def write_page(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
     return path
 
 

@@ -15,7 +15,6 @@ mtime (byte-identical reruns). Pairs whose sharp frame is missing are skipped an
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
+
+from blurfield.fileio import write_atomic
 
 HELP = "convert the GoPro dataset (GOPRO_Large layout) into has_field=false shards"
 SPLITS = ("train", "test")
@@ -114,18 +115,15 @@ def write_shards(pairs: list[Pair], out: Path, prefix: str, shard_size: int, blu
     bar = tqdm(total=len(pairs), desc=f"gopro {prefix}", unit="pair", disable=not progress)
     for start in range(0, len(pairs), shard_size):
         path = out / f"{prefix}-{start // shard_size:06d}.tar"
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as f:
-                writer = wds.TarWriter(f, mtime=MTIME)
-                for pair in pairs[start : start + shard_size]:
-                    writer.write(encode_pair(pair, blur, kernel_size, gamma))
-                    bar.update(1)
-                writer.close()
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+
+        def write(f, chunk=pairs[start : start + shard_size]) -> None:
+            writer = wds.TarWriter(f, mtime=MTIME)
+            for pair in chunk:
+                writer.write(encode_pair(pair, blur, kernel_size, gamma))
+                bar.update(1)
+            writer.close()
+
+        write_atomic(path, write)
         written.append(path)
     bar.close()
     return written

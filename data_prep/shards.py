@@ -52,6 +52,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from blurfield.fileio import write_text_atomic
+
 HELP = "build synthetic training shards (scenes x camera-shake kernels) in shards.out_dir"
 ALIASES = {
     "--source": "shards.source",
@@ -285,10 +287,7 @@ def _dumps(obj: Any) -> str:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Atomic write (a temp name unique to this process, then a rename)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(_dumps(obj))
-    os.replace(tmp, path)
+    write_text_atomic(path, _dumps(obj))
 
 
 def _read_json(path: Path) -> Any:

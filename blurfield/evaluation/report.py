@@ -20,7 +20,6 @@ import json
 import math
 import os
 import platform
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,27 +28,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from blurfield.fileio import write_text_atomic
+
 RESULTS = "results.csv"
-
-
-# --------------------------------------------------------------------------- atomic files
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode())
 
 
 # --------------------------------------------------------------------------- CSV

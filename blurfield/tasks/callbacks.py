@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from blurfield.fileio import write_atomic, write_text_atomic
 from blurfield.tasks.estimator import kernel_loss_p_at
 
 SUMMARY_NAME = "summary.json"
@@ -32,16 +31,8 @@ PICTURE_MIN_SIDE = 256  # per-pixel PSF pictures of smaller crops are enlarged t
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """``json.dump`` to a temp file beside ``path``, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, allow_nan=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``obj`` as indented JSON (NaN allowed), written atomically."""
+    write_text_atomic(path, json.dumps(obj, indent=1, allow_nan=True))
 
 
 class KernelLossSwitch(Callback):
@@ -205,6 +196,4 @@ class FieldPictures(Callback):
         self.out_dir.mkdir(parents=True, exist_ok=True)
         for name, img in pics.items():
             path = self.out_dir / f"epoch{trainer.current_epoch:04d}_{name}.png"
-            tmp = path.with_name(path.name + ".tmp.png")
-            Image.fromarray(img).save(tmp)
-            os.replace(tmp, path)
+            write_atomic(path, lambda f, img=img: Image.fromarray(img).save(f, format="PNG"))

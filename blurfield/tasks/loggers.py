@@ -15,6 +15,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from blurfield.fileio import write_text_atomic
+
 LOGGERS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
@@ -27,10 +29,7 @@ def _wandb_id(run_dir: Path) -> str:
         if text:
             return text
     run_id = secrets.token_hex(4)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name("wandb_id.tmp")
-    tmp.write_text(run_id + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, run_id + "\n")
     return run_id
 
 

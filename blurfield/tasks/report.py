@@ -16,12 +16,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from blurfield.fileio import write_text_atomic
 
 HELP = "table and plot of final metrics against B: blurfield report RUN_DIR ... [--out DIR]"
 ALIASES: dict[str, str] = {}
@@ -104,14 +104,6 @@ def csv_table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         w.writerow([_fmt(r[c]) for c in COLUMNS])
     return buf.getvalue()
-
-
-def _write_atomic(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- plotting
@@ -200,8 +192,8 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]
     rows = read_rows(find_summaries(run_dirs))
     out = Path(out)
     paths = {"md": out / "report.md", "csv": out / "report.csv", "png": out / "report.png"}
-    _write_atomic(paths["md"], markdown_table(rows))
-    _write_atomic(paths["csv"], csv_table(rows))
+    write_text_atomic(paths["md"], markdown_table(rows))
+    write_text_atomic(paths["csv"], csv_table(rows))
     save_png(paths["png"], report_picture(rows))
     return paths
 

@@ -25,11 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from blurfield.fileio import write_text_atomic
 
 HELP = "train the kernel estimator: blurfield train --config experiment/tiny [key=value ...]"
 ALIASES = {
@@ -110,14 +111,6 @@ def slurm_plugins() -> list[Any]:
     from lightning.pytorch.plugins.environments import SLURMEnvironment
 
     return [SLURMEnvironment(auto_requeue=True)]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- training
@@ -249,7 +242,7 @@ def fit(setup: dict[str, Any]) -> Path:
 
     trainer, module, run_dir = setup["trainer"], setup["module"], setup["run_dir"]
     if trainer.is_global_zero:
-        _write_text_atomic(run_dir / "config.yaml", setup["config_yaml"])
+        write_text_atomic(run_dir / "config.yaml", setup["config_yaml"])
     try:
         trainer.fit(module, datamodule=setup["datamodule"], ckpt_path=setup["ckpt_path"])
     finally:
