@@ -17,13 +17,12 @@ and exits 2, no traceback.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from types import ModuleType
 
 # UserError lives in blurfield.errors and the command grammar in blurfield.commandline (below
 # every other layer); both are re-exported here for code that imports them from the CLI.
-from blurfield.commandline import command_parser, run_command, split_overrides
+from blurfield.commandline import command_parser, dispatch, run_command, split_overrides
 from blurfield.errors import UserError
 
 __all__ = ["COMMANDS", "UserError", "command_parser", "main", "run_command", "split_overrides"]
@@ -36,10 +35,6 @@ COMMANDS: dict[str, str] = {
     "evaluate": "blurfield.evaluation.command",
     "report": "blurfield.tasks.report",
 }
-
-
-def _load(name: str) -> ModuleType:
-    return importlib.import_module(COMMANDS[name])
 
 
 def _parser(name: str, mod: ModuleType) -> argparse.ArgumentParser:
@@ -58,17 +53,7 @@ def _usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(_usage())
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in COMMANDS:
-        print(f"blurfield: unknown command '{name}'. Commands: {', '.join(COMMANDS)}",
-              file=sys.stderr)
-        return 2
-    mod = _load(name)
-    return run_command(f"blurfield {name}", mod, _parser(name, mod), rest)
+    return dispatch("blurfield", COMMANDS, argv, usage=_usage(), parser=_parser)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ the same way without importing ``blurfield.cli``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import ModuleType
 
 from blurfield.errors import UserError
@@ -76,3 +77,23 @@ def run_command(label: str, mod: ModuleType, parser: argparse.ArgumentParser,
     except KeyboardInterrupt:
         print(f"{label}: interrupted", file=sys.stderr)
         return 130
+
+
+def dispatch(program: str, table: Mapping[str, str], argv: list[str] | None, *,
+             usage: str, parser: Callable[[str, ModuleType], argparse.ArgumentParser],
+             noun: str = "command") -> int:
+    """``<program> <name> ...``: print ``usage`` for no name or ``-h``/``--help``/``help``
+    (exit 0), refuse a name not in ``table`` (one line, exit 2), else import the module
+    ``table[name]`` (only now: ``import lightning`` alone costs seconds) and
+    :func:`run_command` it with ``parser(name, module)``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage)
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in table:
+        print(f"{program}: unknown {noun} '{name}'. {noun.capitalize()}s: {', '.join(table)}",
+              file=sys.stderr)
+        return 2
+    mod = importlib.import_module(table[name])
+    return run_command(f"{program} {name}", mod, parser(name, mod), rest)

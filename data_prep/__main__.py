@@ -10,10 +10,9 @@ override config keys (full keys, e.g. ``kernels.count=1000``); a bad config or a
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
-from blurfield.commandline import command_parser, run_command
+from blurfield.commandline import command_parser, dispatch
 
 SUBCOMMANDS: dict[str, str] = {
     "kernels": "data_prep.kernels.command",
@@ -35,19 +34,12 @@ def _parser(name: str, mod) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print("usage: python -m data_prep <subcommand> [--config FILE ...] [key=value ...]\n\n"
-              "subcommands:\n" + "".join(f"  {n}\n" for n in SUBCOMMANDS))
-        return 0
-    name, rest = argv[0], argv[1:]
-    if name not in SUBCOMMANDS:
-        print(f"data_prep: unknown subcommand '{name}'. Subcommands: {', '.join(SUBCOMMANDS)}",
-              file=sys.stderr)
-        return 2
-    mod = importlib.import_module(SUBCOMMANDS[name])
-    # intermixed: key=value words may come before and after flags (`--out X count=...`)
-    return run_command(f"data_prep {name}", mod, _parser(name, mod), rest)
+    # key=value words may come before and after flags (`--out X count=...`)
+    usage = ("usage: python -m data_prep <subcommand> [--config FILE ...] [key=value ...]\n\n"
+             "subcommands:\n" + "".join(f"  {n}\n" for n in SUBCOMMANDS))
+    return dispatch("data_prep", SUBCOMMANDS, argv, usage=usage, parser=_parser,
+                    noun="subcommand")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -28,8 +28,6 @@ masked-out pixels as perfect and inflates the score.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -53,7 +51,8 @@ def _pair(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, bool]:
     y4, _ = _batch(y, "y")
     if x4.shape != y4.shape:
         raise ValueError(f"images differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
-    return x4.double(), y4.double(), squeeze
+    dtype = torch.float32 if x4.device.type == "mps" else torch.float64  # MPS has no float64
+    return x4.to(dtype), y4.to(dtype), squeeze
 
 
 def _mask_like(mask: Tensor, x: Tensor) -> Tensor:
@@ -243,7 +242,3 @@ def direction_agreement(cov_est: Tensor, cov_gt: Tensor) -> Tensor:
     a_gt = a_gt * (a_gt.norm(dim=-3, keepdim=True) >= ROUND_PX2)
     cos_w = (a_gt * a_est).sum(-3) / a_est.norm(dim=-3).clamp(min=ROUND_PX2)
     return cos_w.flatten(-2).sum(-1) / a_gt.norm(dim=-3).flatten(-2).sum(-1)
-
-
-def psnr_from_mse(mse: float, data_range: float = 1.0) -> float:
-    return math.inf if mse <= 0 else 10 * math.log10(data_range**2 / mse)

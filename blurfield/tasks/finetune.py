@@ -136,10 +136,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def psnr(x: Tensor, y: Tensor) -> Tensor:
-    """Mean over the batch of 10 log10(1 / MSE), images in [0, 1]."""
-    mse = ((x - y) ** 2).flatten(1).mean(1).clamp(min=1e-10)
-    return (10 * torch.log10(1.0 / mse)).mean()
+def batch_psnr(x: Tensor, y: Tensor) -> Tensor:
+    """Mean over the batch of :func:`blurfield.evaluation.metrics.psnr` (images in [0, 1]),
+    each capped at 100 dB (an MSE floor of 1e-10) so a perfect image logs a number."""
+    from blurfield.evaluation.metrics import psnr
+
+    return psnr(x, y).clamp(max=100.0).mean().float()
 
 
 def _load_estimator(path: str) -> nn.Module:
@@ -307,7 +309,8 @@ class ReblurFinetuneModule(L.LightningModule):
                        "train/adversarial": adversarial.detach(),
                        "train/content": content.detach(), "train/reblur": reblur_term.detach()},
                       prog_bar=False, batch_size=n, sync_dist=False)
-        self.log("train/psnr", psnr(restored.detach(), target), prog_bar=True, batch_size=n)
+        self.log("train/psnr", batch_psnr(restored.detach(), target), prog_bar=True,
+                 batch_size=n)
         if batch_idx == 0:
             self._log_samples("train/samples", blurry, restored.detach(), target)
 
@@ -317,7 +320,8 @@ class ReblurFinetuneModule(L.LightningModule):
         restored = self(blurry)
         n = blurry.shape[0]
         values = {"val/loss": F.mse_loss(restored, target),  # the checkpoint monitor
-                  "val/psnr": psnr(restored, target), "val/psnr_blurry": psnr(blurry, target),
+                  "val/psnr": batch_psnr(restored, target),
+                  "val/psnr_blurry": batch_psnr(blurry, target),
                   "val/content": self.content(restored, target)}
         if self.ft.reblur_weight > 0:
             values["val/reblur"] = self.reblur_loss(blurry, restored)
@@ -364,16 +368,11 @@ def _info(path: str) -> dict[str, str]:
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
 __all__ = [
     "ReblurFinetuneModule",
-    "count_parameters",
     "estimate_field",
     "gradient_penalty",
-    "psnr",
+    "batch_psnr",
     "reblur_consistency",
     "sharp_target",
 ]
