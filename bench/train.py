@@ -1,7 +1,7 @@
 """Training speed of the estimator: one full step, the losses' share of it, the DataModule.
 
 One training step = forward of KernelEstimatorModule, reblur loss + kernel loss (p = 2 or
-p = 1), backward, Adam step, on a synthetic batch of the binding format (DESIGN §8) with
+p = 1), backward, Adam step, on a synthetic batch of the binding format (docs/design.md §8) with
 J = 3 layers (``--l1-stride`` S > 1: the p = 1 step scores its kernel loss on every S-th
 pixel per axis, ``train.l1_stride``). The losses are also timed alone (forward + backward
 from leaf kernels and mixing) and given as a share of the step with the same p. The

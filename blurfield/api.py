@@ -8,7 +8,7 @@
 A :class:`Field` holds the basis kernels (B, K, K) (correlation orientation) and the mixing
 (B, h, w) at the resolution the estimator saw: the photo downscaled by ``scale`` (>= 1).
 Restoration brings it to full size (kernels about s·K, mixing bilinear; see
-:mod:`blurfield.restore.scale`). Field files follow DESIGN §8 exactly.
+:mod:`blurfield.restore.scale`). Field files follow docs/design.md §8 exactly.
 """
 
 from __future__ import annotations
@@ -270,7 +270,8 @@ def deblur(image: Any, field: Field, *, gamma: float | None = None,
 
 
 def save_field(path: str | Path, field: Field) -> None:
-    """Write ``field`` as a DESIGN §8 ``.npz`` (kernels float32, mixing float16), atomically."""
+    """Write ``field`` as a field file (docs/design.md §8: kernels float32, mixing float16),
+    atomically."""
     path = Path(path)
     arrays = {
         "kernels": field.kernels.detach().cpu().numpy().astype(np.float32),

@@ -3,7 +3,7 @@
 
 A command module provides ``HELP``, optional ``ALIASES`` (flags that are aliases of config
 keys), an optional ``add_arguments(parser)`` and ``run(cfg, args) -> int``. This module
-sits below both programs (docs/design.md, Layers), so ``data_prep`` parses its subcommands
+sits below both programs (docs/design.md §10), so ``data_prep`` parses its subcommands
 the same way without importing ``blurfield.cli``.
 """
 

@@ -31,7 +31,7 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelCfg:
-    """The kernel estimator (DESIGN §3)."""
+    """The kernel estimator (docs/design.md §3)."""
 
     n_basis: int = 25  # B, number of basis kernels
     kernel_size: int = 33  # K, basis kernel support (only 33 is implemented)
@@ -41,7 +41,7 @@ class ModelCfg:
 
 @dataclass
 class DataCfg:
-    """The training/validation stream read by BlurDataModule (DESIGN §8). Shard patterns:
+    """The training/validation stream read by BlurDataModule (docs/design.md §8). Shard patterns:
     paths, globs, braces ``train-{000000..000009}.tar``, ``::``-joined lists, or URLs."""
 
     train_shards: str = "data/shards/builtin/train-{000000..000003}.tar"  # training stream
@@ -59,7 +59,7 @@ class DataCfg:
 
 @dataclass
 class TrainCfg:
-    """Optimisation, schedule, devices, checkpoints (DESIGN §4)."""
+    """Optimisation, schedule, devices, checkpoints (docs/design.md §4)."""
 
     task: str = "estimator"  # estimator | deblurgan (the reblur fine-tune, section finetune)
     epochs: int = 1200  # paper: 1,200 (300 with p = 2, then 900 with p = 1)
@@ -110,7 +110,7 @@ class LoggingCfg:
 
 @dataclass
 class RestoreCfg:
-    """Non-uniform Richardson–Lucy and the estimate/deblur commands (DESIGN §5)."""
+    """Non-uniform Richardson–Lucy and the estimate/deblur commands (docs/design.md §5)."""
 
     checkpoint: str | None = None  # estimator weights; None = the shipped model
     field: str | None = None  # a field .npz to restore with instead of estimating
@@ -202,7 +202,7 @@ class KernelsCfg:
 
 @dataclass
 class ShardsCfg:
-    """Synthetic training shards (data_prep shards; DESIGN §2)."""
+    """Synthetic training shards (data_prep shards; docs/design.md §2)."""
 
     source: str = "builtin"  # builtin | ade20k | folder
     root: str | None = None  # ade20k/folder: the dataset folder (required for them)
@@ -225,7 +225,7 @@ class ShardsCfg:
     kernel_bank: str | None = None  # a bank folder (data_prep kernels); None = generate on the
     #   fly from the `kernels` section: kernel id i = the kernel that bank would hold at i
     kernel_pool: int = 0  # ids are drawn from [0, pool); 0 = the bank's size or kernels.count
-    noise: bool = False  # Poisson-Gaussian noise in linear light before clipping (DESIGN §2)
+    noise: bool = False  # Poisson-Gaussian noise, linear light, before clipping (docs/design.md §2)
     noise_poisson_min: float = 0.0  # a: y = a * Poisson(x / a), a ~ U[min, max] (0 = none)
     noise_poisson_max: float = 0.01  # upper end of a
     noise_gauss_min: float = 0.0  # sigma: + N(0, sigma^2), sigma ~ U[min, max]
@@ -243,7 +243,7 @@ class ShardsCfg:
 
 @dataclass
 class EvalCfg:
-    """blurfield evaluate (DESIGN §7). RL settings come from `restore`; None here = the
+    """blurfield evaluate (docs/design.md §7). RL settings come from `restore`; None here = the
     benchmark's protocol default (blurfield/evaluation/protocols.py)."""
 
     benchmark: str = "synthetic"  # realblur_j | realblur_r | koehler | gopro | synthetic | folder
@@ -273,7 +273,7 @@ class EvalCfg:
 
 @dataclass
 class FinetuneCfg:
-    """DeblurGAN fine-tune with reblur consistency (DESIGN §6; blurfield.tasks.finetune)."""
+    """DeblurGAN fine-tune with reblur consistency (docs/design.md §6; blurfield.tasks.finetune)."""
 
     ngf: int = 64  # generator width (DeblurGAN: 64)
     n_blocks: int = 9  # generator residual blocks (DeblurGAN: 9)

@@ -1,4 +1,4 @@
-"""The project's own exception types, at the bottom of the layers (docs/design.md, Layers):
+"""The project's own exception types, at the bottom of the layers (docs/design.md §10):
 any module may raise them without importing the command layer."""
 
 from __future__ import annotations

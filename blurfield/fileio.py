@@ -1,6 +1,6 @@
 """Atomic file writes: write to a temp file beside the target, then rename over it.
 
-The project's one atomic writer (docs/design.md §Layers: a bottom utility); every file a
+The project's one atomic writer (docs/design.md §10: a bottom utility); every file a
 run, a command or the data tools leave behind goes through :func:`write_atomic`, so a
 killed process leaves either the old file or the new one, and at most a hidden
 ``.<name>.<random>.tmp`` that no reader lists."""

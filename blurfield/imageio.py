@@ -1,4 +1,4 @@
-"""Reading and writing photos for the CLI and the API (DESIGN §8).
+"""Reading and writing photos for the CLI and the API (docs/design.md §8).
 
 ``read_image(path) -> (image, bit_depth)``: ``image`` is float32 (H, W, C) display values in
 [0, 1] with C = 3 (colour) or C = 1 (grayscale is kept 1-channel: restoration works per

@@ -1,4 +1,4 @@
-"""Training losses of the kernel estimator (DESIGN §4) and their reduction (DESIGN §8).
+"""Training losses of the kernel estimator and their reduction (docs/design.md §4, §8).
 
 Shapes: predicted ``kernels`` (N, B, K, K) and ``mixing`` (N, B, H, W); ground-truth layer
 kernels ``gt_kernels`` (N, J, K, K) and smoothed layer masks ``gt_masks`` (N, J, H, W);
@@ -6,7 +6,7 @@ per-pixel ``weights`` (N, H, W). The per-pixel predicted kernel is ``sum_b m_i^b
 the per-pixel ground truth ``sum_j M_j(i) k_j^GT``. The weights themselves
 (``w_i = 1 / (sum_j M_j(i) A_j + 1)``) come with the batch: ``blurfield.data.weights``.
 
-Reduction (DESIGN §8): mean over channels, then a weighted mean over pixels per image,
+Reduction (docs/design.md §8): mean over channels, then a weighted mean over pixels per image,
 ``sum_i w_i e_i / sum_i w_i``, then the mean over the batch.
 
 - :func:`reblur_loss` (eq. 5): squared error between the blurry image and the reblur of

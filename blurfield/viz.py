@@ -1,6 +1,6 @@
 """Pictures of blur fields: numpy uint8 (H, W, 3) images out, for the CLI, reports and logs.
 
-Pictures show PSFs, the way papers draw them (DESIGN §8): a PSF is the correlation kernel
+Pictures show PSFs, the way papers draw them (docs/design.md §8): a PSF is the correlation kernel
 flipped by 180°. Each basis element b has a colour ``palette(B)[b]``; the mixing map and the
 frames of the PSF grid use the same colours, so the two can be read together.
 

@@ -1,4 +1,5 @@
-"""``python -m data_prep gopro --root GOPRO_DIR --out DIR``: GoPro pairs -> shards (DESIGN §8).
+"""``python -m data_prep gopro --root GOPRO_DIR --out DIR``: GoPro pairs -> shards
+(docs/design.md §8).
 
 Reads the GoPro (Nah et al. 2017) layout ``GOPRO_Large/{train,test}/<sequence>/{blur,
 blur_gamma,sharp}/NNNNNN.png`` and writes ``DIR/{split}-NNNNNN.tar`` shards in the sample

@@ -1,4 +1,4 @@
-"""``python -m data_prep shards``: synthetic training shards (DESIGN §2, §8), resumable.
+"""``python -m data_prep shards``: synthetic training shards (docs/design.md §2, §8), resumable.
 
     python -m data_prep shards [--config FILE] [shards.key=value ...]
     make shards CONFIG=conf/shards/ade20k.yaml ARGS="shards.root=/data/ADE20K_2021_17_01"

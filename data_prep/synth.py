@@ -1,4 +1,4 @@
-"""The blur synthesiser: paper Algorithm 1 with the DESIGN §2 choices, and sample assembly.
+"""The blur synthesiser: paper Algorithm 1 with the docs/design.md §2 choices, and sample assembly.
 
 For a sharp display image ``x`` (H, W, 3) uint8, layers ``L`` (H, W) (0 = background, objects
 1..J-1) and correlation kernels ``k_j`` (J, K, K)::
@@ -12,7 +12,7 @@ For a sharp display image ``x`` (H, W, 3) uint8, layers ``L`` (H, W) (0 = backgr
 
 Both correlations mirror-pad ("same"), so any window at least K // 2 from the border equals
 the "valid" computation on the sharp window K - 1 larger: what ``schema.gt_field`` and the
-DESIGN §8 invariant rely on. The physics lives in :mod:`blurfield.physics`; this module only
+docs/design.md §8 invariant rely on. The physics lives in :mod:`blurfield.physics`; this module only
 wires it.
 
 Cost (bench/shards.py): ``M_j`` is exactly 0 farther than K // 2 from layer j's bounding
@@ -143,7 +143,7 @@ def synthesize(
         kernels: (J, K, K) float32 correlation kernels, kernel j blurs layer j.
         brightness: s, multiplies the linear image (not clipped).
         gamma: display gamma.
-        normalize_masks: divide the smoothed masks by their sum (DESIGN §2 choice); False is
+        normalize_masks: divide the smoothed masks by their sum (docs/design.md §2 choice); False is
             Algorithm 1 literally.
         noise: Poisson–Gaussian parameters, None = none.
         rng: the generator of the noise draws (needed when ``noise`` is given).

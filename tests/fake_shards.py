@@ -1,6 +1,6 @@
 """Small synthetic shards for data tests, made directly with blurfield.physics.
 
-Each scene follows DESIGN §2 (Algorithm 1 with normalised masks, no noise): a random
+Each scene follows docs/design.md §2 (Algorithm 1 with normalised masks, no noise): a random
 textured sharp image, rectangles as object layers, one random kernel per layer, masks
 smoothed by their own kernels ("same"), ``v = clip(sum_j M_j (k_j ⋆ u), 0, 1)`` in linear
 light, gamma 2.2. :func:`make_sample` also returns the full-scene references the tests

@@ -45,7 +45,7 @@ def test_field_file_round_trip_and_format(tmp_path):
     path = tmp_path / "x_field.npz"
     save_field(path, f)
     assert [p.name for p in tmp_path.iterdir()] == ["x_field.npz"]  # no temp file left
-    with np.load(path, allow_pickle=False) as z:  # exactly the keys and dtypes of DESIGN §8
+    with np.load(path, allow_pickle=False) as z:  # exactly the keys and dtypes of docs/design.md §8
         assert sorted(z.files) == sorted(["kernels", "mixing", "scale", "image_size", "gamma",
                                           "model_id", "convention", "version"])
         assert z["kernels"].dtype == np.float32 and z["kernels"].shape == (3, 9, 9)

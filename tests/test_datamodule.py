@@ -1,4 +1,4 @@
-"""BlurDataModule: batch format, the DESIGN §8 invariant, splitting, epochs, bad data.
+"""BlurDataModule: batch format, the docs/design.md §8 invariant, splitting, epochs, bad data.
 
 Shards come from tests/fake_shards.py (96 x 96 scenes, K = 9, crops of 32). Crops are
 located in the full scene by exact pixel match, then compared with the references the
@@ -75,7 +75,7 @@ def test_batch_has_exactly_the_binding_format(shards):
 
 
 def test_invariant_reblur_masks_weights_and_kernel_loss(shards, tmp_path):
-    """DESIGN §8: reblur(sharp_linear, kernels, masks, "valid") = blurry within
+    """docs/design.md §8: reblur(sharp_linear, kernels, masks, "valid") = blurry within
     quantisation on unclipped pixels; masks, weights and per-pixel kernels equal the
     whole-scene references at the located crop; the kernel loss at the truth is ~0."""
     from blurfield.losses import kernel_loss

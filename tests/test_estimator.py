@@ -1,4 +1,4 @@
-"""KernelEstimator (DESIGN §3): layer table, outputs on the simplex, input checks, weights."""
+"""KernelEstimator (docs/design.md §3): layer table, simplex outputs, input checks, weights."""
 
 from __future__ import annotations
 
@@ -327,7 +327,7 @@ def test_authors_weights_round_trip(tmp_path, prefix):
 
 
 def _reference_forward(sd: dict, x: torch.Tensor, gamma: float) -> tuple:
-    """The network of DESIGN §3 written with torch.nn.functional on the authors' names."""
+    """The network of docs/design.md §3 written with torch.nn.functional on the authors' names."""
     act = lambda t: F.leaky_relu(t, 0.01)  # noqa: E731
 
     def conv(name, t, pad=1):

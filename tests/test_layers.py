@@ -1,4 +1,4 @@
-"""The import layers (docs/design.md §Layers): every module's imports, parsed with ``ast``
+"""The import layers (docs/design.md §10): every module's imports, parsed with ``ast``
 (function-local imports included), point down or sideways, never up.
 
 blurfield, bottom to top (a module may import its own layer and the ones below)::
@@ -125,7 +125,7 @@ def violations(module: str, source: str, is_package: bool = False,
 
 def test_every_blurfield_module_has_a_layer():
     unlisted = [m for m in tree() if m.startswith("blurfield") and layer_of(m) is None]
-    assert not unlisted, f"add these to LAYERS (and docs/design.md §Layers): {unlisted}"
+    assert not unlisted, f"add these to LAYERS (and docs/design.md §10): {unlisted}"
 
 
 def test_no_module_imports_a_layer_above_it():

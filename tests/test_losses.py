@@ -1,4 +1,4 @@
-"""Losses (DESIGN §4, §8) against brute-force references built in the test."""
+"""Losses (docs/design.md §4, §8) against brute-force references built in the test."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The shard writer: layout, split, determinism, kill-and-resume, bad inputs, kernel banks,
-and the DESIGN §8 invariant on a written sample. Small scenes (96 px, K = 9, crop 64)."""
+and the docs/design.md §8 invariant on a written sample. Small scenes (96 px, K = 9, crop 64)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""The estimator's LightningModule, callbacks, `blurfield train` and resume (DESIGN §4).
+"""The estimator's LightningModule, callbacks, `blurfield train` and resume (docs/design.md §4).
 
-Batches follow the binding format (DESIGN §8); most tests build them here from a known
+Batches follow the binding format (docs/design.md §8); most tests build them here from a known
 two-layer field (Gaussian kernels, a smooth boundary), the last one reads real shards
 through BlurDataModule.
 """

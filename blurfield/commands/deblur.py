@@ -2,11 +2,11 @@
 
 Estimates each photo's blur field (or reads one with ``--field``, which goes with exactly
 one photo of the field's image size) and restores the photo with non-uniform
-Richardson–Lucy (DESIGN §5). Writes exactly, per photo:
+Richardson–Lucy (docs/design.md §5). Writes exactly, per photo:
 
 - ``<stem>_restored.png``: the restored photo at the input's size and bit depth (8 or 16);
 - ``<stem>_compare.png``: blurry | restored | per-pixel PSFs (at most 1024 px a side each);
-- ``<stem>_field.npz``: the field used (DESIGN §8).
+- ``<stem>_field.npz``: the field used (docs/design.md §8).
 
 Large photos are restored in overlapping tiles (``restore.tile``, ``restore.tile_overlap``)
 with a fixed number of iterations. A photo that cannot be read gets one line on stderr; the

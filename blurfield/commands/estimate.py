@@ -1,6 +1,6 @@
 """``blurfield estimate PHOTO... [--checkpoint CKPT] --out DIR``: the blur field of photos.
 
-Writes, per photo, ``<stem>_field.npz`` (DESIGN §8 field file) and ``<stem>_kernels.png``
+Writes, per photo, ``<stem>_field.npz`` (docs/design.md §8 field file) and ``<stem>_kernels.png``
 (the basis PSFs, the mixing map in the same colours, and per-pixel PSFs drawn over the
 photo). A photo that cannot be read gets one line on stderr; the others still run and the
 exit code is 1.

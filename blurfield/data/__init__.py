@@ -1,4 +1,4 @@
-"""Shard sample schema and the one DataModule (DESIGN §8)."""
+"""Shard sample schema and the one DataModule (docs/design.md §8)."""
 
 from blurfield.data.schema import (
     SCHEMA_VERSION,

@@ -1,4 +1,4 @@
-"""BlurDataModule: the one stream of training batches (DESIGN §4, §8).
+"""BlurDataModule: the one stream of training batches (docs/design.md §4, §8).
 
 Shards (local paths, globs, brace patterns ``train-{000000..000009}.tar``, several joined
 with ``::``, or any URL webdataset opens, e.g. ``pipe:curl -s URL``) are read as an endless
@@ -15,7 +15,7 @@ one would).
 amount of data on any number of GPUs: each rank yields ``ceil(samples / (world * batch))``
 batches, shared out between its workers.
 
-A batch is exactly the binding format (DESIGN §8)::
+A batch is exactly the binding format (docs/design.md §8)::
 
     blurry        (N, 3, c, c)                 float32 display values in [0, 1]
     sharp_linear  (N, 3, c + K - 1, c + K - 1) float32 linear light around the crop

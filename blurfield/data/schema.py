@@ -1,4 +1,4 @@
-"""The shard sample schema (DESIGN §8), shared by the writer (data_prep) and the DataModule.
+"""The shard sample schema (docs/design.md §8), shared by the writer (data_prep) and the DataModule.
 
 A sample is one webdataset key with these members:
 
@@ -189,7 +189,7 @@ def sharp_linear(sample: Sample) -> Tensor:
 
 @dataclass
 class GTField:
-    """Ground truth for one blurry window (h, w) (DESIGN §8).
+    """Ground truth for one blurry window (h, w) (docs/design.md §8).
 
     ``kernels`` (J, K, K); ``masks`` (J, h, w) smoothed (and normalised if the sample was
     made so); ``counts`` (J,) hard-mask pixel counts of each layer inside the window;

@@ -1,4 +1,4 @@
-"""Per-pixel segment weights of the training losses (DESIGN §4, the authors' code).
+"""Per-pixel segment weights of the training losses (docs/design.md §4, the authors' code).
 
     w_i = 1 / ( sum_j M_j(i) A_j + 1 )
 

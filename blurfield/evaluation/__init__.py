@@ -1,4 +1,4 @@
-"""Evaluation (DESIGN §7): metrics, alignment, benchmark readers, protocols, reports.
+"""Evaluation (docs/design.md §7): metrics, alignment, benchmark readers, protocols, reports.
 
 - :mod:`.metrics`: PSNR / Gaussian SSIM, their RealBlur masked forms, the kernel error.
 - :mod:`.align`: intensity match, ECC homography (RealBlur), translation (Köhler).

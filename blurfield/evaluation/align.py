@@ -1,4 +1,4 @@
-"""Alignment of a restored image to its ground truth before scoring (DESIGN §7).
+"""Alignment of a restored image to its ground truth before scoring (docs/design.md §7).
 
 Coordinates are pixel centres, 0-based, ``(x, y) = (column, row)``. A homography ``W``
 (3, 3) float64 maps a **target** (ground-truth) pixel ``p`` to the position ``W p`` in the

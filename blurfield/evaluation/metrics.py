@@ -1,4 +1,4 @@
-"""Image metrics: plain and masked PSNR / SSIM (DESIGN §7); the per-pixel kernel error and
+"""Image metrics: plain and masked PSNR / SSIM (docs/design.md §7); the per-pixel kernel error and
 blur-direction agreement of an estimated field.
 
 All images are tensors (N, C, H, W) or (C, H, W) with values in [0, data_range]; masks are

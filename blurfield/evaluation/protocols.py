@@ -1,4 +1,4 @@
-"""How each benchmark is scored (DESIGN §7), as pure functions of tensors.
+"""How each benchmark is scored (docs/design.md §7), as pure functions of tensors.
 
 Images are display values (3, H, W) in [0, 1]; a restoration is scored as the 8-bit file
 it would be saved as (``quantize``), since the published protocols read files.

@@ -2,7 +2,7 @@
 
 The authors' file (``TwoHeads.pkl``) is a bare ``state_dict`` saved with ``torch.save``,
 possibly with a ``module.`` prefix from DataParallel. Their module names map onto ours
-one to one (same layers, same order; DESIGN §3):
+one to one (same layers, same order; docs/design.md §3):
 
     theirs                              ours
     inc_rgb.0 / inc_gray.0              stem_rgb / stem_gray

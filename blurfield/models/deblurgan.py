@@ -1,4 +1,4 @@
-"""DeblurGAN (Kupyn et al. 2018): ResNet generator and 70 x 70 PatchGAN critic (DESIGN §6).
+"""DeblurGAN (Kupyn et al. 2018): ResNet generator and 70 x 70 PatchGAN critic (docs/design.md §6).
 
 Generator (``ngf`` = w, every conv with bias, instance norm without affine parameters):
 

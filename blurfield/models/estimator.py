@@ -1,4 +1,4 @@
-"""The two-head kernel estimator (DESIGN §3; paper §5, Fig. 3).
+"""The two-head kernel estimator (docs/design.md §3; paper §5, Fig. 3).
 
 A U-Net encoder feeds two heads: the mixing head decodes back to full resolution and gives
 per-pixel mixing coefficients ``m`` (softmax over the B basis elements); the kernel head

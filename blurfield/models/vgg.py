@@ -1,4 +1,4 @@
-"""VGG19 features up to conv3_3, for DeblurGAN's perceptual content loss (DESIGN §6).
+"""VGG19 features up to conv3_3, for DeblurGAN's perceptual content loss (docs/design.md §6).
 
 Layers, indexed as in the standard VGG19 ``features`` list so a state dict in torchvision
 naming (``features.N.weight``, ``features.N.bias``) loads as it is (every conv 3x3,

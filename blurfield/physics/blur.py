@@ -1,4 +1,4 @@
-"""The non-uniform blur operator ``H`` and its exact adjoint (DESIGN §1).
+"""The non-uniform blur operator ``H`` and its exact adjoint (docs/design.md §1).
 
     (H u)_i   = sum_b m^b_i (k^b ⋆ u)_i                 correlation, mask after
     H^T y     = sum_b k^b ⋆^T (m^b ⊙ y)
@@ -411,7 +411,7 @@ def smooth_masks(
     """Algorithm 1's soft masks: each layer mask correlated with its own kernel.
 
     ``M_j = k_j ⋆ mask_j``, then (``normalize``) ``M_j / sum_j M_j`` so the masks are a
-    mixing on the simplex (DESIGN §2 choice); where the sum is below ``eps`` (no layer's
+    mixing on the simplex (docs/design.md §2 choice); where the sum is below ``eps`` (no layer's
     kernel reaches the pixel) the cropped hard mask is used.
 
     hard_masks (N, J, H, W) in {0, 1} summing to 1 over J; layer_kernels (N, J, K, K)

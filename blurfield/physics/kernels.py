@@ -1,7 +1,7 @@
 """Drawn blur kernels: the straight-motion segment every part of the project uses (the line
 dictionary of ``blurfield.models.basis_init``, the hand-made check of
 ``data_prep.handmade``, the direction tests). It lives in the physics layer so that the
-data tools draw it without importing the models (docs/design.md, Layers)."""
+data tools draw it without importing the models (docs/design.md §10)."""
 
 from __future__ import annotations
 

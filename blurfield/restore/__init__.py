@@ -1,4 +1,4 @@
-"""Non-uniform Richardson–Lucy (DESIGN §5): the iteration, tiling for large photos, and
+"""Non-uniform Richardson–Lucy (docs/design.md §5): the iteration, tiling for large photos, and
 the scale option (estimate on a downscaled photo, restore at full size)."""
 
 from blurfield.restore.rl import (

@@ -1,4 +1,4 @@
-"""Non-uniform Richardson–Lucy with saturation-aware updates and TV (DESIGN §5; paper §7.1).
+"""Non-uniform Richardson–Lucy with saturation-aware updates and TV (docs/design.md §5; paper §7.1).
 
 All images are linear light. With ``H`` the blur field of :mod:`blurfield.physics` (one
 cached :class:`~blurfield.physics.BlurField`) and ``d = max(H^T 1, eps)`` its column sums:

@@ -1,4 +1,4 @@
-"""Estimate small, restore big (DESIGN §5): the downscale factor and the field's upscaling.
+"""Estimate small, restore big (docs/design.md §5): the downscale factor and the field's upscaling.
 
 K = 33 bounds the blur length the estimator can see, so a large photo is estimated on a
 copy downscaled by ``s`` (bilinear with antialiasing), and the field it gives is brought

@@ -1,4 +1,4 @@
-"""Richardson–Lucy on large photos, in overlapping tiles (DESIGN §5).
+"""Richardson–Lucy on large photos, in overlapping tiles (docs/design.md §5).
 
 The photo is cut into a grid of cores of about ``tile`` x ``tile`` pixels; each core is
 restored inside a region that extends ``overlap`` pixels further on every side (clipped to

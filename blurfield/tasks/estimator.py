@@ -1,8 +1,8 @@
-"""KernelEstimatorModule: trains the two-head kernel estimator (DESIGN §3-§4).
+"""KernelEstimatorModule: trains the two-head kernel estimator (docs/design.md §3-§4).
 
 A thin LightningModule: the network is ``blurfield.models.KernelEstimator`` (kept at
 ``self.model``), the losses are ``blurfield.losses``; this file wires them to the batch
-format of DESIGN §8 and to the schedule of the paper:
+format of docs/design.md §8 and to the schedule of the paper:
 
 - loss = reblur_weight * reblur loss (eq. 5) + kernel_weight * kernel loss (eq. 6, p-norm);
 - p = 2 until ``kernel_loss_p_switch_epoch``, then 1 (set by :class:`KernelLossSwitch`);

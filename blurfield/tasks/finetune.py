@@ -1,4 +1,4 @@
-"""DeblurGAN fine-tune with reblur consistency (DESIGN §6; paper §7.3).
+"""DeblurGAN fine-tune with reblur consistency (docs/design.md §6; paper §7.3).
 
 Per batch (manual optimisation, as DeblurGAN): ``Ŝ = G(B)`` once; ``n_critic`` critic steps
 on that batch, then one generator step:

@@ -1,4 +1,4 @@
-"""``blurfield train``: train the kernel estimator (DESIGN §4).
+"""``blurfield train``: train the kernel estimator (docs/design.md §4).
 
     blurfield train --config experiment/tiny [key=value ...]
     blurfield train --config experiment/paper train.devices=4 train.resume=true

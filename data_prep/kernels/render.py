@@ -1,6 +1,6 @@
 """Shared pieces of the kernel generators: orientation, per-kernel seeds, ragged paths, splatting.
 
-Orientation (DESIGN §1). A camera-shake *PSF* is the image of the motion path: the light of
+Orientation (docs/design.md §1). A camera-shake *PSF* is the image of the motion path: the light of
 one scene point lands on the pixels the path visits. blurfield computes blur as a
 *correlation* ``v(i) = sum_j k(j) u(i + j - c)``, so the correlation kernel is the PSF rotated
 by 180 degrees: ``k[y, x] = psf[K-1-y, K-1-x]``. The generators (``tremor.psfs``,

@@ -18,7 +18,7 @@ from .render import correlation_to_psf
 def kernel_sheet(kernels: np.ndarray, cols: int = 8, zoom: int = 4, gap: int = 2) -> np.ndarray:
     """A grid of correlation kernels ``(n, K, K)`` drawn as PSFs: ``(H, W)`` uint8.
 
-    Each kernel is flipped to its PSF (DESIGN §8: pictures show PSFs), divided by its own
+    Each kernel is flipped to its PSF (docs/design.md §8: pictures show PSFs), divided by its own
     maximum, upscaled ``zoom`` x by repetition (nearest) and placed on a grey grid.
     """
     psf = correlation_to_psf(np.asarray(kernels, np.float64))

@@ -1,4 +1,4 @@
-"""ADE20K scenes: person and car instances as object layers (DESIGN §2).
+"""ADE20K scenes: person and car instances as object layers (docs/design.md §2).
 
 Two layouts (``shards.layout``: auto | full | challenge), ``shards.root`` pointing at the
 folder shown (or at its parent)::
