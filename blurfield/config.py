@@ -37,6 +37,7 @@ class ModelCfg:
     kernel_size: int = 33  # K, basis kernel support (only 33 is implemented)
     base_width: int = 64  # w, width of the first level; 64 = the paper's network
     gamma_in: float = 2.2  # the estimator's own input transform x**gamma_in - 0.5
+    kernel_code: str = "bottleneck"  # kernel head input: bottleneck (paper) | levels
 
 
 @dataclass
@@ -68,6 +69,9 @@ class TrainCfg:
     kernel_loss_p_switch_epoch: int = 300  # p = 2 before, p = 1 from this epoch on
     kernel_loss_weight: float = 1.0  # weight of eq. 6 (paper: equal weights)
     reblur_loss_weight: float = 1.0  # weight of eq. 5
+    moment_loss_weight: float = 0.0  # per-pixel direction + size term (losses.moment_loss)
+    moment_size_weight: float = 1.0  # weight of the log-trace size term inside the moment loss
+    uniform_epochs: int = 0  # curriculum: first n epochs, crops blurred by one kernel
     reblur_space: str = "display"  # display | linear (the authors' code)
     reblur_gamma: float = 2.2  # data gamma of the reblur loss (eq. 3); the shards' gamma
     l1_chunk: int = 4096  # pixels per chunk of the p = 1 kernel loss
@@ -182,10 +186,18 @@ class BoracchiCfg:
 
 
 @dataclass
+class MixCfg:
+    """The ``mix`` generator (data_prep/kernels/mix.py): each kernel is drawn by Boracchi &
+    Foi's generator with this probability, else by the tremor generator."""
+
+    boracchi_share: float = 0.5  # 1; probability of a Boracchi & Foi kernel
+
+
+@dataclass
 class KernelsCfg:
     """The camera-shake kernel bank (data_prep kernels; KERNELS.md)."""
 
-    generator: str = "tremor"  # tremor | boracchi
+    generator: str = "tremor"  # tremor | boracchi | mix (section mix)
     count: int = 10000  # kernels in the bank (paper: 500,000)
     seed: int = 0  # kernel i is drawn from SeedSequence([seed, generator, i])
     kernel_size: int = 33  # px, odd; the paper's support <= 33 x 33
@@ -198,6 +210,7 @@ class KernelsCfg:
     sheet: bool = True  # write sheet.png (64 kernels as PSFs) and hist.png
     tremor: TremorCfg = field(default_factory=TremorCfg)
     boracchi: BoracchiCfg = field(default_factory=BoracchiCfg)
+    mix: MixCfg = field(default_factory=MixCfg)
 
 
 @dataclass

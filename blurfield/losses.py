@@ -29,6 +29,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from blurfield.physics import blur, reblur, saturate, to_linear
+from blurfield.physics.moments import anisotropy, field_covariance
 
 Q_EPS = 1e-12  # floor of the squared L2 kernel error before the square root
 
@@ -256,3 +257,64 @@ def kernel_loss(
                        chunk=chunk)
     valid = None if layer_valid is None else layer_valid.any(1)
     return weighted_mean(err, weights, valid)
+
+
+# --------------------------------------------------------------------------- moments
+
+ROUND_PX2 = 0.05  # |a| (px²) below which a kernel is all but round (its axis is noise)
+
+
+def moment_loss(
+    kernels: Tensor,
+    mixing: Tensor,
+    gt_kernels: Tensor,
+    gt_masks: Tensor,
+    weights: Tensor | None = None,
+    *,
+    layer_valid: Tensor | None = None,
+    size_weight: float = 1.0,
+) -> Tensor:
+    """Per-pixel blur direction and size, from the field's second moments (no K x K kernel).
+
+    With ``c_i`` the covariance of pixel i's kernel (``blurfield.physics.moments``),
+    ``a_i = (c_xx - c_yy, 2 c_xy)`` its anisotropy (``|a| = λ1 - λ2``, angle 2θ) and
+    ``t_i = c_xx + c_yy`` its trace, per image::
+
+        direction = sum_i w_i |a_i^gt| (1 - cos 2Δθ_i) / sum_i w_i |a_i^gt|
+                  = 1 - sum_i w_i a_i^gt · a_i / max(|a_i|, r)  /  sum_i w_i |a_i^gt|
+        size      = sum_i w_i |log(1 + t_i) - log(1 + t_i^gt)| / sum_i w_i
+
+    ``r`` = ROUND_PX2: a near-round estimate scores cos 2Δθ ≈ 0 and still gets a gradient
+    towards the right axis. ``direction`` is 0 when every elongated pixel has the right
+    axis, 1 for round estimates, 2 for every axis turned 90° (it is 1 minus the weighted
+    ``direction_agreement`` of ``val/direction``); ground-truth pixels with
+    ``|a^gt| < r`` carry no direction. The size term compares traces on a log scale, so a
+    30 px blur does not drown the direction of a 3 px one. Returns
+    ``mean_n [direction_n + size_weight * size_n]`` (images without elongated ground truth
+    add only their size term; images without a field are left out).
+
+    Shapes: kernels (N, B, K, K), mixing (N, B, H, W), gt_kernels (N, J, K, K), gt_masks
+    (N, J, H, W), weights (N, H, W) or None, layer_valid (N, J) or None.
+    """
+    with _no_autocast(mixing):
+        kernels, mixing, gt_kernels, gt_masks = _f32(kernels, mixing, gt_kernels, gt_masks)
+        dtype, tiny = kernels.dtype, torch.finfo(kernels.dtype).tiny
+        gt_masks = _masked_gt(gt_masks, layer_valid)
+        cov = field_covariance(kernels, mixing, dtype)
+        cov_gt = field_covariance(gt_kernels, gt_masks, dtype).detach()
+        a, a_gt = anisotropy(cov), anisotropy(cov_gt)
+        w = torch.ones_like(cov[:, 0]) if weights is None else weights.to(dtype)
+        mag_gt = a_gt.norm(dim=1)
+        w_dir = (w * (mag_gt >= ROUND_PX2)).flatten(1)
+        cos_w = (a_gt * a).sum(1) / a.norm(dim=1).clamp(min=ROUND_PX2)  # |a_gt| cos 2Δθ
+        den = (w_dir * mag_gt.flatten(1)).sum(1)
+        direction = 1 - (w_dir * cos_w.flatten(1)).sum(1) / den.clamp(min=tiny)
+        direction = torch.where(den > 0, direction, torch.zeros_like(direction))
+        t, t_gt = cov[:, 0] + cov[:, 1], cov_gt[:, 0] + cov_gt[:, 1]
+        size = (torch.log1p(t.clamp(min=0)) - torch.log1p(t_gt.clamp(min=0))).abs()
+        size = (w * size).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=tiny)
+        per_image = direction + size_weight * size
+        if layer_valid is None:
+            return per_image.mean()
+        v = layer_valid.any(1).to(dtype)
+        return (per_image * v).sum() / v.sum().clamp(min=1)

@@ -70,7 +70,7 @@ def test_full_size_parameter_count():
         model = KernelEstimator()
     assert _count(model) == (79_829_298, 640)
     assert model.hparams_dict == {"n_basis": 25, "kernel_size": 33, "base_width": 64,
-                                  "gamma_in": 2.2}
+                                  "gamma_in": 2.2, "kernel_code": "bottleneck"}
 
 
 @pytest.mark.parametrize("w,b", [(4, 5), (8, 3), (12, 40)])
@@ -219,7 +219,7 @@ def test_save_load_round_trip(tmp_path):
     blob = torch.load(path, weights_only=True)
     assert blob["format"] == "blurfield-estimator" and blob["version"] == 1
     assert blob["hparams"] == {"n_basis": 4, "kernel_size": 33, "base_width": 4,
-                               "gamma_in": 1.8}
+                               "gamma_in": 1.8, "kernel_code": "bottleneck"}
     for load in (load_estimator_file, load_any_estimator):
         loaded = load(path)
         assert loaded.hparams_dict == model.hparams_dict and bool(loaded.gray_trained)
@@ -320,7 +320,7 @@ def test_authors_weights_round_trip(tmp_path, prefix):
         assert torch.equal(a, b)
     loaded = load_any_estimator(path)
     assert loaded.hparams_dict == {"n_basis": 5, "kernel_size": 33, "base_width": 4,
-                                   "gamma_in": 2.2}
+                                   "gamma_in": 2.2, "kernel_code": "bottleneck"}
     assert not bool(loaded.gray_trained)
     for a, b in zip(_run(loaded, x), ref):
         assert torch.equal(a, b)
@@ -410,7 +410,7 @@ def test_lightning_checkpoint_round_trip(tmp_path, layout):
     path = tmp_path / "last.ckpt"
     torch.save(ckpt, path)
     loaded = load_any_estimator(path)
-    assert loaded.hparams_dict == hp
+    assert loaded.hparams_dict == {**hp, "kernel_code": "bottleneck"}  # not recorded: paper
     x = _image(n=1, h=32, w=32)
     for a, b in zip(_run(loaded, x), _run(model, x)):
         assert torch.equal(a, b)
@@ -423,3 +423,48 @@ def test_lightning_checkpoint_with_wrong_hparams_names_the_file(tmp_path):
     torch.save(ckpt, tmp_path / "bad.ckpt")
     with pytest.raises(ValueError, match="bad.ckpt.*do not fit"):
         load_any_estimator(tmp_path / "bad.ckpt")
+
+
+def test_levels_kernel_code_decodes_every_level_and_round_trips(tmp_path):
+    """kernel_code="levels": the kernel head starts from a 1x1 conv of the spatial mean and
+    standard deviation of s1..s5 and the bottleneck (2 x 47 w channels) instead of the
+    bottleneck's mean; the mixing head is untouched."""
+    w, b = 4, 5
+    paper = KernelEstimator(n_basis=b, kernel_size=33, base_width=w)
+    levels = KernelEstimator(n_basis=b, kernel_size=33, base_width=w, kernel_code="levels")
+    extra = sum(p.numel() for p in levels.parameters()) - sum(
+        p.numel() for p in paper.parameters())
+    assert extra == 2 * 47 * w * 16 * w + 16 * w  # the 1x1 conv's weights and biases
+    # A flat image has zero spatial std; an image made 32 x 32 (a 1 x 1 bottleneck) too.
+    for x in (_image(n=2, h=64, w=96), torch.full((1, 3, 32, 32), 0.5)):
+        k, m = levels(x)
+        assert torch.isfinite(k).all() and torch.isfinite(m).all()
+        assert torch.allclose(k.sum((-2, -1)), torch.ones(k.shape[:2]), atol=1e-5)
+    # The code that reaches the kernel decoder, against a direct computation from the
+    # encoder's outputs captured by hooks.
+    seen: dict[str, torch.Tensor] = {}
+    hooks = [getattr(levels, f"down{i}").register_forward_hook(
+        lambda mod, inp, out, i=i: seen.__setitem__(f"s{i}", out[0])) for i in range(1, 6)]
+    hooks.append(levels.bottleneck.register_forward_hook(
+        lambda mod, inp, out: seen.__setitem__("bott", F.leaky_relu(out, 0.01))))
+    hooks.append(levels.ker_up1.register_forward_pre_hook(
+        lambda mod, args: seen.__setitem__("code", args[0])))
+    x = _image(n=2, h=64, w=64)
+    with torch.no_grad():
+        levels(x)
+        feats = [seen[f"s{i}"] for i in range(1, 6)] + [seen["bott"]]
+        stats = torch.cat([t for f in feats for t in (
+            f.flatten(2).mean(2), f.flatten(2).var(2, unbiased=False).sqrt())], 1)
+        code = F.leaky_relu(stats @ levels.ker_code.weight[:, :, 0, 0].T
+                            + levels.ker_code.bias, 0.01)
+    for h in hooks:
+        h.remove()
+    assert torch.allclose(seen["code"][:, :, 0, 0], code, atol=1e-5)
+    save_estimator(levels, tmp_path / "levels.pt")
+    loaded = load_any_estimator(tmp_path / "levels.pt")
+    assert loaded.hparams_dict["kernel_code"] == "levels"
+    x = _image(n=1, h=64, w=64)
+    for a, c in zip(_run(loaded, x), _run(levels, x)):
+        assert torch.equal(a, c)
+    with pytest.raises(ValueError, match="kernel_code"):
+        KernelEstimator(n_basis=b, kernel_size=33, base_width=w, kernel_code="pyramid")

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from moments import covariance
 from PIL import Image
 from scipy.signal import correlate
 
@@ -188,7 +189,7 @@ def test_shrink_instead_of_redraw_is_recorded():
     assert np.any(p2["scale"] < 1)
 
 
-@pytest.mark.parametrize("gen", ["tremor", "boracchi"])
+@pytest.mark.parametrize("gen", ["tremor", "boracchi", "mix"])
 def test_kernel_i_is_the_same_alone_or_in_any_batch(gen):
     cfg = kcfg(f"kernels.generator={gen}")
     idx = np.arange(40, 104)
@@ -269,3 +270,24 @@ def test_config_files_load():
     assert t.generator == "tremor" and t.tremor.tremor_f_min == 8.0
     assert b.generator == "boracchi" and b.boracchi.n_steps == 2000
     assert boracchi.STREAM != tremor.STREAM
+
+
+def test_mix_draws_each_kernel_from_one_generator():
+    lines = ("kernels.boracchi.anxiety_max=0", "kernels.boracchi.exposure_min=1",
+             "kernels.boracchi.length_min=6", "kernels.boracchi.length_max=20")
+    cfg = kcfg("kernels.generator=mix", "kernels.mix.boracchi_share=0.5", *lines)
+    idx = np.arange(60)
+    ks, rec = generate(cfg, 5, idx)
+    comp = rec["component"]
+    assert set(np.unique(comp)) == {0.0, 1.0} and 15 < comp.sum() < 45  # share 0.5 of 60
+    for c, name, key, other in ((0, "tremor", "focal", "b_length"),
+                                (1, "boracchi", "length", "t_focal")):
+        alone, own = generate(kcfg(f"kernels.generator={name}", *lines), 5, idx[comp == c])
+        # The mixture's kernel i is that generator's kernel i, with its parameters.
+        np.testing.assert_array_equal(ks[comp == c], alone)
+        prefix = "t_" if c == 0 else "b_"
+        np.testing.assert_array_equal(rec[prefix + key][comp == c], own[key])
+        assert np.isnan(rec[other][comp == c]).all()
+    # anxiety 0, whole exposure: the Boracchi part is straight lines, strongly elongated.
+    ev = np.array([np.linalg.eigvalsh(covariance(k)) for k in ks[comp == 1]])
+    assert (ev[:, 0] < 0.1 * ev[:, 1]).all()

@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from blurfield.physics.moments import anisotropy, field_covariance  # noqa: F401 (re-exported)
+
 SSIM_SIGMA = 1.5
 SSIM_TRUNCATE = 3.5
 K1, K2 = 0.01, 0.03
@@ -185,35 +187,6 @@ def mean_kernel(kernels: Tensor, mixing: Tensor) -> Tensor:
     return (w[:, None, None] * kernels.double()).sum(0)
 
 
-def field_covariance(kernels: Tensor, mixing: Tensor) -> Tensor:
-    """Per-pixel second central moments of a field's kernels ``k_i = sum_b m_i^b k^b``.
-
-    Raw moments are linear in the kernel, so each pixel's come from the basis's:
-    ``E_i[x^p y^q] = sum_b m_i^b S_pq(k^b) / sum_b m_i^b S_00(k^b)`` with
-    ``S_pq(k) = sum_(x,y) k(y, x) x^p y^q`` (x right, y down, from the kernel's centre),
-    then ``c_xx = E[x^2] - E[x]^2``, ``c_yy``, ``c_xy = E[xy] - E[x] E[y]``. No per-pixel
-    K x K kernel is materialised.
-
-    Args:
-        kernels: (..., B, K, K); mixing: (..., B, H, W) (ground truth: layer kernels and
-            masks).
-    Returns:
-        (..., 3, H, W) float64 (float32 on MPS, which has no float64): ``c_xx, c_yy,
-        c_xy`` in px^2; 0 where the mixing is 0.
-    """
-    k, dev = kernels.shape[-1], kernels.device
-    dtype = torch.float32 if dev.type == "mps" else torch.float64
-    r = torch.arange(k, dtype=dtype, device=dev) - (k - 1) / 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
-    basis = torch.stack([torch.ones_like(x), x, y, x * x, y * y, x * y])  # (6, K, K)
-    s = torch.einsum("...bij,fij->...bf", kernels.to(dtype), basis)
-    raw = torch.einsum("...bf,...bhw->...fhw", s, mixing.to(dtype))
-    mass = raw[..., :1, :, :]
-    e = raw[..., 1:, :, :] / torch.where(mass > 0, mass, torch.ones_like(mass))
-    ex, ey, exx, eyy, exy = e.unbind(-3)
-    return torch.stack([exx - ex * ex, eyy - ey * ey, exy - ex * ey], -3)
-
-
 def direction_agreement(cov_est: Tensor, cov_gt: Tensor) -> Tensor:
     """How well the estimated blur directions match the true ones, pixel by pixel.
 
@@ -235,10 +208,7 @@ def direction_agreement(cov_est: Tensor, cov_gt: Tensor) -> Tensor:
     Returns:
         (...) in ``cov_est``'s dtype; NaN where the ground truth is round at every pixel.
     """
-    def aniso(c: Tensor) -> Tensor:
-        return torch.stack([c[..., 0, :, :] - c[..., 1, :, :], 2 * c[..., 2, :, :]], -3)
-
-    a_est, a_gt = aniso(cov_est), aniso(cov_gt.to(cov_est.dtype))
+    a_est, a_gt = anisotropy(cov_est), anisotropy(cov_gt.to(cov_est.dtype))
     a_gt = a_gt * (a_gt.norm(dim=-3, keepdim=True) >= ROUND_PX2)
     cos_w = (a_gt * a_est).sum(-3) / a_est.norm(dim=-3).clamp(min=ROUND_PX2)
     return cos_w.flatten(-2).sum(-1) / a_gt.norm(dim=-3).flatten(-2).sum(-1)

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 SLOPE = 0.01  # LeakyReLU negative slope
 MULTIPLE = 32  # H and W must be multiples of 2**5 (five max-pools)
 SUPPORTED_KERNEL_SIZE = 33
+KERNEL_CODES = ("bottleneck", "levels")  # what the kernel head decodes from (see class doc)
 
 
 def _conv(c_in: int, c_out: int, k: int = 3, padding: int = 1) -> nn.Conv2d:
@@ -117,6 +118,7 @@ class KernelEstimator(nn.Module):
         kernel_size: int = 33,
         base_width: int = 64,
         gamma_in: float = 2.2,
+        kernel_code: str = "bottleneck",
     ):
         super().__init__()
         if kernel_size != SUPPORTED_KERNEL_SIZE:
@@ -130,14 +132,18 @@ class KernelEstimator(nn.Module):
             raise ValueError(f"base_width={base_width}: must be a positive integer")
         if not gamma_in > 0:
             raise ValueError(f"gamma_in={gamma_in}: must be > 0")
+        if kernel_code not in KERNEL_CODES:
+            raise ValueError(f"kernel_code={kernel_code!r}: must be one of {KERNEL_CODES}")
         n_basis, base_width, gamma_in = int(n_basis), int(base_width), float(gamma_in)
         self.hparams_dict = {
             "n_basis": n_basis,
             "kernel_size": kernel_size,
             "base_width": base_width,
             "gamma_in": gamma_in,
+            "kernel_code": kernel_code,
         }
         self.n_basis, self.kernel_size, self.gamma_in = n_basis, kernel_size, gamma_in
+        self.kernel_code = kernel_code
         w = base_width
         self.register_buffer("gray_trained", torch.tensor(False))
 
@@ -162,6 +168,8 @@ class KernelEstimator(nn.Module):
         self.mix_conv2 = _conv(w, w)
         self.mix_out = _conv(w, n_basis)
 
+        if kernel_code == "levels":  # mean and std of s1..s5 and the bottleneck: 2 x 47w
+            self.ker_code = nn.Conv2d(2 * 47 * w, 16 * w, kernel_size=1)
         self.ker_up1 = Up(16 * w, 16 * w, 8 * w)
         self.ker_up2 = Up(8 * w, 8 * w, 4 * w)
         self.ker_up3 = Up(4 * w, 4 * w, 4 * w)
@@ -257,6 +265,11 @@ class KernelEstimator(nn.Module):
 
         s1, s2, s3, s4, s5 = skips
         y = bott.mean((2, 3), keepdim=True)
+        if self.kernel_code == "levels":
+            stats = [t for s in (s1, s2, s3, s4, s5, bott)
+                     for t in (s.mean((2, 3), keepdim=True),
+                               s.std((2, 3), correction=0, keepdim=True))]
+            y = _act(self.ker_code(torch.cat(stats, 1)))
         y = self.ker_up1(y, pooled(s5, 2))
         y = self.ker_up2(y, pooled(s4, 4))
         y = self.ker_up3(y, pooled(s3, 8))

@@ -3,7 +3,7 @@
 Our format (``torch.save`` of a plain dict, loadable with ``weights_only=True``):
 
     {"format": "blurfield-estimator", "version": 1,
-     "hparams": {"n_basis", "kernel_size", "base_width", "gamma_in"},
+     "hparams": {"n_basis", "kernel_size", "base_width", "gamma_in", "kernel_code"},
      "state_dict": KernelEstimator.state_dict()}
 
 :func:`load_any_estimator` also reads Lightning checkpoints (``state_dict`` keys prefixed
@@ -32,7 +32,8 @@ from blurfield.models.estimator import KernelEstimator
 
 FORMAT = "blurfield-estimator"
 VERSION = 1
-HPARAM_NAMES = ("n_basis", "kernel_size", "base_width", "gamma_in")
+HPARAM_NAMES = ("n_basis", "kernel_size", "base_width", "gamma_in", "kernel_code")
+OPTIONAL = {"kernel_code": "bottleneck"}  # added later: files without it are the paper's
 
 
 def save_estimator(model: KernelEstimator, path: str | Path) -> None:
@@ -66,7 +67,7 @@ def _build(hparams: Mapping[str, Any], sd: Mapping[str, Tensor], path: Path,
     """A KernelEstimator with ``hparams`` holding exactly the tensors of ``sd``."""
     try:
         # Built on the CPU: on the meta device, init's normal_ pulls in torch._dynamo (~4 s).
-        model = KernelEstimator(**{k: hparams[k] for k in HPARAM_NAMES})
+        model = KernelEstimator(**{k: hparams.get(k, OPTIONAL.get(k)) for k in HPARAM_NAMES})
         model.load_state_dict(sd, strict=True)
     except (ValueError, RuntimeError, TypeError) as e:
         raise ValueError(f"{path}: weights do not fit KernelEstimator({hparams}): {e}") from e

@@ -38,18 +38,21 @@ from torch import Tensor
 from torchmetrics import MeanMetric
 
 from blurfield.config import ModelCfg, TrainCfg
-from blurfield.evaluation.metrics import direction_agreement, field_covariance
+from blurfield.data.uniform import uniform_batch
+from blurfield.evaluation.metrics import direction_agreement
 from blurfield.losses import (
     kernel_error,
     kernel_loss,
+    moment_loss,
     pixel_grid,
     reblur_loss,
     reblur_psnr,
     weighted_mean,
 )
 from blurfield.models.estimator import KernelEstimator
+from blurfield.physics.moments import field_covariance
 
-MODEL_KEYS = ("n_basis", "kernel_size", "base_width", "gamma_in")
+MODEL_KEYS = ("n_basis", "kernel_size", "base_width", "gamma_in", "kernel_code")
 INIT_GAIN = 0.5  # KernelEstimator's default (the authors' code)
 
 
@@ -137,15 +140,23 @@ class KernelEstimatorModule(L.LightningModule):
         kl = kernel_loss(kernels, sub, batch["kernels"], masks, weights,
                          p=p, layer_valid=batch["layer_valid"], chunk=t["l1_chunk"])
         loss = t["reblur_loss_weight"] * rb + t["kernel_loss_weight"] * kl
-        return {"loss": loss, "reblur": rb, "kernel": kl}
+        out = {"loss": loss, "reblur": rb, "kernel": kl}
+        if t["moment_loss_weight"] > 0:
+            out["moment"] = moment_loss(kernels, mixing, batch["kernels"], batch["masks"],
+                                        batch["weights"], layer_valid=batch["layer_valid"],
+                                        size_weight=t["moment_size_weight"])
+            out["loss"] = loss + t["moment_loss_weight"] * out["moment"]
+        return out
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
+        if self.current_epoch < self.cfg["uniform_epochs"]:
+            batch = uniform_batch(batch, gamma=self.cfg["reblur_gamma"])
         kernels, mixing = self(batch["blurry"])
         out = self.losses(batch, kernels, mixing, self.kernel_loss_p)
         n = batch["blurry"].shape[0]
         self.log("train/loss", out["loss"], on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=n)
-        self.log_dict({"train/reblur": out["reblur"], "train/kernel": out["kernel"]},
+        self.log_dict({f"train/{k}": v for k, v in out.items() if k != "loss"},
                       on_step=True, on_epoch=True, batch_size=n)
         self.log("train/kernel_loss_p", float(self.kernel_loss_p), on_step=False,
                  on_epoch=True, batch_size=n)
@@ -162,6 +173,7 @@ class KernelEstimatorModule(L.LightningModule):
             "val/loss": out["loss"],
             "val/reblur": out["reblur"],
             "val/kernel": out["kernel"],
+            **({"val/moment": out["moment"]} if "moment" in out else {}),
             "val/reblur_psnr": reblur_psnr(kernels, mixing, batch["sharp_linear"],
                                            batch["blurry"], gamma=t["reblur_gamma"]),
             "val/kernel_error": weighted_mean(err, None, has),

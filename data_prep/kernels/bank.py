@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from . import boracchi, render, tremor
+from . import boracchi, mix, render, tremor
 
 SCHEMA = 1
-GENERATORS = {"tremor": tremor, "boracchi": boracchi}
+GENERATORS = {"tremor": tremor, "boracchi": boracchi, "mix": mix}
 COMMON = {  # per-kernel fields every generator records (render.draw_fitted)
     "index": ("<i8", "1"), "attempts": ("<i4", "draws used; 1 = first draw fitted"),
     "scale": ("<f8", "shrink factor; 1 = not shrunk"), "path_length": ("<f8", "px"),
