@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from blurfield.cli import main
 from blurfield.config import load_config
-from blurfield.losses import kernel_loss, pixel_grid, reblur_loss
+from blurfield.losses import kernel_loss, moment_loss, pixel_grid, reblur_loss
 from blurfield.physics import reblur
 from blurfield.tasks.estimator import KernelEstimatorModule
 from blurfield.tasks.train import prepare, resume_checkpoint, slurm_plugins, train
@@ -168,6 +168,22 @@ def test_tiny_model_overfits_one_sample():
     assert sum(losses[-5:]) / 5 < losses[0] / 10, (losses[0], losses[-5:])
 
 
+def test_moment_term_is_added_with_its_weight():
+    """loss = reblur + kernel + moment_loss_weight x moment loss, each computed here."""
+    b = default_collate([make_sample(0), make_sample(1)])
+    m = KernelEstimatorModule(TINY, {"moment_loss_weight": 0.3, "moment_size_weight": 0.5})
+    with torch.no_grad():
+        k, mix = m(b["blurry"])
+        out = m.losses(b, k, mix, 2)
+        mo = moment_loss(k, mix, b["kernels"], b["masks"], b["weights"],
+                         layer_valid=b["layer_valid"], size_weight=0.5)
+        want = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
+            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"]) + 0.3 * mo
+    assert float(out["moment"]) == pytest.approx(float(mo), rel=1e-6)
+    assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
+    assert "moment" not in KernelEstimatorModule(TINY, {}).losses(b, k, mix, 2)
+
+
 # --------------------------------------------------------------------------- Trainer runs
 
 
@@ -187,7 +203,8 @@ def test_loss_switch_and_lr_schedule_epochs(tmp_path):
     assert {"val/loss", "val/reblur_psnr", "val/kernel_error", "val/direction",
             "train/loss_epoch"} <= set(header)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["hyper_parameters"]["model"] == {**TINY, "gamma_in": 2.2}
+    assert ckpt["hyper_parameters"]["model"] == {**TINY, "gamma_in": 2.2,
+                                                  "kernel_code": "bottleneck"}
     assert ckpt["kernel_loss_p"] == 1 and ckpt["epoch"] == 4
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["finished"] and summary["n_basis"] == 4
@@ -196,9 +213,14 @@ def test_loss_switch_and_lr_schedule_epochs(tmp_path):
     # the report reads this run back
     from blurfield.tasks.report import read_rows, write_report
 
-    write_report([run_dir], tmp_path / "report")
+    paths = write_report([run_dir], tmp_path / "report")
     (row,) = read_rows([run_dir / "summary.json"])
     assert row["n_basis"] == 4 and row["val/loss"] == hist[-1]["val/loss"]
+    # learning curves: one polyline per chart with a point per validated epoch
+    svg = paths["svg"].read_text()
+    assert svg.count('class="series" data-name="t"') == 2
+    points = svg.split('data-name="t" points="')[1].split('"')[0].split()
+    assert len(points) == len(hist) == 5
 
 
 def test_resume_at_epoch_boundary_equals_uninterrupted_run(tmp_path):
@@ -437,3 +459,14 @@ def test_last_checkpoint_follows_every_epoch_not_only_improvements(tmp_path, mon
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert last["epoch"] == 2
     assert (run_dir / "checkpoints" / "best-epoch0000.ckpt").is_file()
+
+
+def test_curriculum_moment_loss_and_validation_every_other_epoch(tmp_path):
+    cfg = _cfg(tmp_path, "train.epochs=2", "train.uniform_epochs=1",
+               "train.moment_loss_weight=0.1", "train.val_every_n_epochs=2")
+    hist = _history(train(cfg, FakeData()))
+    assert [h["epoch"] for h in hist] == [0, 1]
+    # Epoch 0 was not validated: its entry carries no val/ values (none left over either).
+    assert not [k for k in hist[0] if k.startswith("val/")]
+    assert {"val/moment", "val/direction", "val/kernel"} <= set(hist[1])
+    assert all(math.isfinite(h["train/moment"]) for h in hist)

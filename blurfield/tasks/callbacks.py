@@ -109,9 +109,17 @@ class RunSummary(Callback):
         # on_train_epoch_end)
         self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule
+                                ) -> None:
+        if not trainer.sanity_checking:
+            self._validated = trainer.current_epoch
+
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        entry = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-                 **_scalars(trainer.callback_metrics)}
+        metrics = _scalars(trainer.callback_metrics)
+        if getattr(self, "_validated", None) != trainer.current_epoch:
+            # no validation this epoch (val_every_n_epochs): the val/ values are old ones
+            metrics = {k: v for k, v in metrics.items() if not k.startswith("val/")}
+        entry = {"epoch": trainer.current_epoch, "step": trainer.global_step, **metrics}
         entry["lr"] = getattr(self, "_lr", math.nan)
         entry["kernel_loss_p"] = float(getattr(pl_module, "kernel_loss_p", math.nan))
         self.history = [h for h in self.history if h["epoch"] < trainer.current_epoch]

@@ -7,6 +7,8 @@ with no server involved:
     <out>/report.md    a markdown table: run, group, B, epochs, final and best metrics
     <out>/report.csv   the same table
     <out>/report.png   one panel per metric against B, one line per group (W&B group)
+    <out>/curves.svg   learning curves: blur-direction agreement and per-pixel kernel error
+                       against samples seen, one line per run
 """
 
 from __future__ import annotations
@@ -80,6 +82,31 @@ def read_rows(summaries: list[Path]) -> list[dict[str, Any]]:
         }
         rows.append(row)
     return sorted(rows, key=lambda r: (str(r["group"]), r["n_basis"] or 0, str(r["run"])))
+
+
+CURVES = (("val/direction", "blur-direction agreement"),
+          ("val/kernel_error", "per-pixel kernel error (L2)"))
+
+
+def learning_curves(summaries: list[Path]) -> str:
+    """An SVG of ``CURVES`` against samples seen ((epoch + 1) x samples_per_epoch), one line
+    per run, from the validated epochs of each run's history."""
+    from blurfield.html import line_chart
+
+    charts = []
+    for key, title in CURVES:
+        series = {}
+        for path in summaries:
+            s = json.loads(path.read_text())
+            per = s.get("samples_per_epoch") or 1
+            series[s.get("run_name") or path.parent.name] = [
+                ((h["epoch"] + 1) * per, h[key]) for h in s.get("history", []) if key in h]
+        charts.append(line_chart(series, title=title, xlabel="training samples seen",
+                                 ylabel=key, width=560, height=320))
+    inner = "".join(f'<g transform="translate({560 * i},0)">{c}</g>'
+                    for i, c in enumerate(charts))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{560 * len(charts)}" '
+            f'height="320" viewBox="0 0 {560 * len(charts)} 320">{inner}</svg>\n')
 
 
 # --------------------------------------------------------------------------- writing
@@ -189,9 +216,12 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]
     """Write report.md, report.csv and report.png into ``out``; returns their paths."""
     from blurfield.viz import save_png
 
-    rows = read_rows(find_summaries(run_dirs))
+    summaries = find_summaries(run_dirs)
+    rows = read_rows(summaries)
     out = Path(out)
-    paths = {"md": out / "report.md", "csv": out / "report.csv", "png": out / "report.png"}
+    paths = {"md": out / "report.md", "csv": out / "report.csv", "png": out / "report.png",
+             "svg": out / "curves.svg"}
+    write_text_atomic(paths["svg"], learning_curves(summaries))
     write_text_atomic(paths["md"], markdown_table(rows))
     write_text_atomic(paths["csv"], csv_table(rows))
     save_png(paths["png"], report_picture(rows))
@@ -208,5 +238,5 @@ def run(cfg: Any, args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(str(e)) from None
     print(paths["md"].read_text(), end="")
-    print(f"blurfield report: wrote {paths['md']}, {paths['csv']}, {paths['png']}")
+    print(f"blurfield report: wrote {', '.join(str(p) for p in paths.values())}")
     return 0
