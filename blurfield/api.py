@@ -26,10 +26,12 @@ from blurfield.fileio import write_atomic
 from blurfield.models.estimator import pad_to_multiple
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
+    Decision,
     RLResult,
     auto_overlap,
     choose_scale,
     downscale_image,
+    noharm,
     restore_tiled,
     richardson_lucy,
     upscale_kernels,
@@ -210,6 +212,12 @@ def restore(
     tile_overlap: int | str = "auto",
     device: str | torch.device | None = "auto",
     progress: bool = False,
+    no_harm: bool = True,
+    no_harm_probe: int = 10,
+    no_harm_evidence: float = 0.4,
+    no_harm_noise: float = 1.5,
+    no_harm_min_blur: float = 1.0,
+    gamma: float | None = None,
 ) -> RLResult:
     """Richardson–Lucy of (1, C, H, W) linear light with ``field`` brought to full size.
 
@@ -217,6 +225,14 @@ def restore(
     with exactly ``iterations`` updates (``early_stop`` does not apply);
     ``tile_overlap="auto"`` is :func:`blurfield.restore.auto_overlap` of the full-size K.
     The result lives on ``blurry_linear``'s device.
+
+    ``no_harm`` (default on): the rule of :mod:`blurfield.restore.noharm` decides, at the
+    resolution the field was estimated at, how much of the restoration to keep (``probe``,
+    ``evidence``, ``noise`` = its ``noise_factor``, ``min_blur`` in full-size px; ``gamma``:
+    the photo's data gamma for the noise floor, None = the field's); untiled restorations
+    also stop at the noise level. The result's ``decision`` says what was decided and why;
+    a photo left as is is returned unchanged, with ``iterations == 0`` and no
+    ``reblur_error``.
     """
     if blurry_linear.dim() != 4 or blurry_linear.shape[0] != 1:
         raise ValueError(f"blurry_linear: expected (1, C, H, W), got "
@@ -241,13 +257,47 @@ def restore(
 
     options = dict(saturation=saturation, tv_weight=tv_weight, padding=padding,
                    method=method, sat_threshold=sat_threshold, z_dilate=z_dilate)
-    if tile > 0 and max(height, width) > tile:
+    tiled = tile > 0 and max(height, width) > tile
+    judged = None
+    stop_error = None
+    if no_harm:
+        g = field.gamma if gamma is None else float(gamma)
+        judged = _assess(blurry_linear, field, low, dev, g, options,
+                         min(no_harm_probe, iterations), no_harm_evidence, no_harm_noise,
+                         no_harm_min_blur)
+        if judged.blend <= 0:
+            return RLResult(blurry_linear, [], 0, noharm.decision(judged, 0))
+        if not tiled:
+            sigma = noharm.noise_sigma(blurry_linear, g)
+            stop_error = no_harm_noise * sigma**2
+    if tiled:
         overlap = auto_overlap(k) if str(tile_overlap) == "auto" else int(tile_overlap)
-        return restore_tiled(blurry_linear, kernels, mixing_at, tile=tile, overlap=overlap,
-                             iterations=iterations, device=dev, progress=progress, **options)
-    res = richardson_lucy(blurry_linear.to(dev), kernels, mixing_at(None),
-                          iterations=iterations, early_stop=early_stop, **options)
-    return res._replace(image=res.image.to(blurry_linear.device))
+        res = restore_tiled(blurry_linear, kernels, mixing_at, tile=tile, overlap=overlap,
+                            iterations=iterations, device=dev, progress=progress, **options)
+    else:
+        res = richardson_lucy(blurry_linear.to(dev), kernels, mixing_at(None),
+                              iterations=iterations, early_stop=early_stop,
+                              stop_error=stop_error, **options)
+        res = res._replace(image=res.image.to(blurry_linear.device))
+    if judged is None:
+        return res
+    return res._replace(image=noharm.blend(blurry_linear, res.image, judged.blend),
+                        decision=noharm.decision(judged, res.iterations))
+
+
+def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
+            gamma: float, options: dict, probe: int, evidence: float, noise: float,
+            min_blur: float) -> noharm.Assessment:
+    """The no-harm rule's steps 1-3 on the photo at the field's resolution (downscaled by
+    ``field.scale``), with the field as estimated."""
+    small = downscale_image(blurry_linear.to(dev), field.scale)
+    mixing = low
+    if tuple(small.shape[-2:]) != tuple(low.shape[-2:]):
+        mixing = upscale_mixing(low, tuple(small.shape[-2:]))
+    return noharm.assess(small, field.kernels.to(dev, torch.float32)[None], mixing,
+                         probe=probe, evidence=evidence, noise_factor=noise,
+                         min_blur_px=min_blur, gamma=gamma, pixel_scale=field.scale,
+                         **options)
 
 
 def deblur(image: Any, field: Field, *, gamma: float | None = None,
@@ -256,12 +306,15 @@ def deblur(image: Any, field: Field, *, gamma: float | None = None,
 
     ``to_linear`` with ``gamma`` (None: the field's), :func:`restore` with ``options``
     (iterations, saturation, tv_weight, early_stop, padding, method, sat_threshold,
-    z_dilate, tile, tile_overlap, device, progress), ``to_display``, clipped to [0, 1].
-    ``return_result=True`` returns ``(image, RLResult)``.
+    z_dilate, tile, tile_overlap, device, progress, and the no-harm rule's no_harm,
+    no_harm_probe, no_harm_evidence, no_harm_noise, no_harm_min_blur), ``to_display``,
+    clipped to [0, 1]. ``return_result=True`` returns ``(image, RLResult)``; its
+    ``decision`` (:class:`blurfield.restore.noharm.Decision`, None with ``no_harm=False``)
+    says whether the photo was restored or left nearly as is, and why.
     """
     x, back = _as_batch(image)
     g = field.gamma if gamma is None else float(gamma)
-    res = restore(to_linear(x, g), field, **options)
+    res = restore(to_linear(x, g), field, gamma=g, **options)
     out = back(to_display(res.image, g).clamp(0, 1))
     return (out, res) if return_result else out
 
@@ -269,9 +322,11 @@ def deblur(image: Any, field: Field, *, gamma: float | None = None,
 # --------------------------------------------------------------------------- field files
 
 
-def save_field(path: str | Path, field: Field) -> None:
+def save_field(path: str | Path, field: Field, decision: Decision | None = None) -> None:
     """Write ``field`` as a field file (docs/design.md §8: kernels float32, mixing float16),
-    atomically."""
+    atomically. ``decision`` (what ``deblur`` did with it) adds the keys ``decision``,
+    ``decision_reason``, ``blend``, ``iterations``, ``noise_sigma``, ``blur_px`` and
+    ``evidence`` (:meth:`Decision.arrays`; read back by :func:`load_decision`)."""
     path = Path(path)
     arrays = {
         "kernels": field.kernels.detach().cpu().numpy().astype(np.float32),
@@ -283,6 +338,8 @@ def save_field(path: str | Path, field: Field) -> None:
         "convention": np.str_(CONVENTION),
         "version": np.int64(FIELD_VERSION),
     }
+    if decision is not None:
+        arrays |= decision.arrays()
     write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
 
 
@@ -325,3 +382,14 @@ def load_field(path: str | Path) -> Field:
         gamma=float(data["gamma"]),
         model_id=str(data["model_id"]),
     )
+
+
+def load_decision(path: str | Path) -> Decision | None:
+    """The no-harm decision stored in a field file by ``deblur``, or None (a file from
+    ``estimate``, an older file, or ``restore.no_harm=false``)."""
+    try:
+        with np.load(Path(path), allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:
+        raise ValueError(f"{path}: not a field .npz file ({e})") from None
+    return Decision.from_arrays(data)

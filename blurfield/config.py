@@ -133,6 +133,11 @@ class RestoreCfg:
     tile: int = 1024  # restore in tiles of this size (0 = never tile)
     tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
     device: str = "auto"  # auto | cpu | cuda
+    no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)
+    no_harm_probe: int = 10  # RL iterations of the field and of each variant it must beat
+    no_harm_evidence: float = 0.4  # log(U_variant / U_field) for a full restoration
+    no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
+    no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
 
 
 @dataclass

@@ -60,7 +60,11 @@ def restore_options(rc: DictConfig) -> dict:
                 tv_weight=float(rc.tv_weight), early_stop=bool(rc.early_stop),
                 padding=str(rc.padding), method=str(rc.method),
                 sat_threshold=float(rc.sat_threshold), z_dilate=int(rc.z_dilate),
-                tile=int(rc.tile), tile_overlap=rc.tile_overlap, device=str(rc.device))
+                tile=int(rc.tile), tile_overlap=rc.tile_overlap, device=str(rc.device),
+                no_harm=bool(rc.no_harm), no_harm_probe=int(rc.no_harm_probe),
+                no_harm_evidence=float(rc.no_harm_evidence),
+                no_harm_noise=float(rc.no_harm_noise),
+                no_harm_min_blur=float(rc.no_harm_min_blur))
 
 
 def preview(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:

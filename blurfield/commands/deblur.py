@@ -6,7 +6,11 @@ Richardson–Lucy (docs/design.md §5). Writes exactly, per photo:
 
 - ``<stem>_restored.png``: the restored photo at the input's size and bit depth (8 or 16);
 - ``<stem>_compare.png``: blurry | restored | per-pixel PSFs (at most 1024 px a side each);
-- ``<stem>_field.npz``: the field used (docs/design.md §8).
+- ``<stem>_field.npz``: the field used (docs/design.md §8), with what the no-harm rule
+  decided (``decision``, ``decision_reason``, ``blend``, ``iterations``, ...).
+
+Each photo gets one line on stdout: "restored" or "left nearly as is", the blend and the
+reason (``restore.no_harm``, :mod:`blurfield.restore.noharm`).
 
 Large photos are restored in overlapping tiles (``restore.tile``, ``restore.tile_overlap``)
 with a fixed number of iterations. A photo that cannot be read gets one line on stderr; the
@@ -30,19 +34,28 @@ ALIASES = {
 }
 
 
-def compare_picture(blurry, restored, field, iterations: int):
-    """(h, w, 3) uint8: blurry | restored | per-pixel PSFs over the blurry photo."""
+def compare_picture(blurry, restored, field, iterations: int, decision=None):
+    """(h, w, 3) uint8: blurry | restored | per-pixel PSFs over the blurry photo; the middle
+    caption gives the no-harm ``decision`` (and its blend) when there is one."""
     from blurfield import viz
     from blurfield.commands import preview
 
     small, small_restored = preview(blurry), preview(restored)
     overlay = viz.psf_overlay(small, field.kernels, field.mixing)
+    caption = f"restored (RL, {iterations} it.)"
+    if decision is not None and not decision.restored:
+        caption = f"left nearly as is (blend {decision.blend:.2f})"
+    elif decision is not None and decision.blend < 1:
+        caption = f"restored (RL, {iterations} it., blend {decision.blend:.2f})"
     return viz.side_by_side([small, small_restored, overlay],
-                            ["blurry", f"restored (RL, {iterations} it.)", "per-pixel PSFs"])
+                            ["blurry", caption, "per-pixel PSFs"])
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
+
+    from tqdm import tqdm
 
     from blurfield.api import deblur, estimate, load_field, save_field
     from blurfield.commands import (
@@ -94,7 +107,9 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
                                progress=True, **options)
         write_image(out / f"{path.stem}_restored.png", restored, bit_depth=depth)
         save_png(out / f"{path.stem}_compare.png",
-                 compare_picture(image, restored, field, res.iterations))
-        save_field(out / f"{path.stem}_field.npz", field)
+                 compare_picture(image, restored, field, res.iterations, res.decision))
+        save_field(out / f"{path.stem}_field.npz", field, decision=res.decision)
+        if res.decision is not None:
+            tqdm.write(f"{path}: {res.decision.line()}", file=sys.stdout)
 
     return each_photo(photos, "deblur", one)

@@ -47,7 +47,8 @@ SIGNATURE_KEYS = ("benchmark", "root", "checkpoint", "deblurrer", "gamma", "satu
                   "iterations", "quantize", "window", "koehler_frame_step", "koehler_ssim",
                   "gopro_blur_dir", "ecc_iterations", "ecc_eps", "ecc_gauss", "ecc_levels")
 RESTORE_KEYS = ("iterations", "saturation", "tv_weight", "early_stop", "padding", "method",
-                "sat_threshold", "z_dilate", "tile", "tile_overlap")
+                "sat_threshold", "z_dilate", "tile", "tile_overlap", "no_harm", "no_harm_probe",
+                "no_harm_evidence", "no_harm_noise", "no_harm_min_blur")
 
 
 @dataclass

@@ -22,7 +22,10 @@ The reference for PSNR is ``to_display(min(u, 1))`` with ``u`` the sample's line
 image (brightness included): the blurry sample was made from ``u`` and saturates at 1.
 RL runs with ``padding="valid"`` (the window is the valid blur of a larger sharp window,
 so no border assumption is made) and the centre of its estimate is scored; restorations
-are clipped to [0, 1] in linear light and rounded to 8 bits. Cost on a CPU is dominated by
+are clipped to [0, 1] in linear light and rounded to 8 bits. With ``no_harm`` in ``rl`` (the
+restore section's default) every restoration goes through the no-harm rule
+(:mod:`blurfield.restore.noharm`), as ``blurfield deblur`` does: the rule's probes cost four
+RL runs of ``no_harm_probe`` iterations more per restoration. Cost on a CPU is dominated by
 RL with the B estimated kernels: ``iterations`` and ``window`` set it.
 """
 
@@ -39,9 +42,11 @@ from torch import Tensor
 from blurfield.data.schema import Sample, gt_field, image_tensor, sharp_linear, sharp_window
 from blurfield.evaluation import metrics
 from blurfield.physics import reblur, to_display, to_linear, uniform_field
-from blurfield.restore import richardson_lucy
+from blurfield.restore import no_harm_richardson_lucy, richardson_lucy
 
 EstimateFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_noise",
+                "no_harm_min_blur")  # the restore section's no-harm rule (restore/noharm.py)
 
 
 @dataclass
@@ -75,7 +80,14 @@ def _restore(v_lin: Tensor, kernels: Tensor, mixing: Tensor, gamma: float,
     centre h x w of its (h + K - 1, w + K - 1) estimate is scored.
     """
     opts = {**rl, "padding": "valid"}
-    out = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts).image[0]
+    rule = {k: opts.pop(k) for k in NO_HARM_KEYS if k in opts}
+    if rule.get("no_harm", False):
+        out = no_harm_richardson_lucy(
+            v_lin, kernels.to(v_lin), mixing.to(v_lin), probe=int(rule["no_harm_probe"]),
+            evidence=float(rule["no_harm_evidence"]), noise_factor=float(rule["no_harm_noise"]),
+            min_blur_px=float(rule["no_harm_min_blur"]), gamma=gamma, **opts).image[0]
+    else:
+        out = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts).image[0]
     o = (kernels.shape[-1] - 1) // 2
     h, w = v_lin.shape[-2:]
     out = out[:, o : o + h, o : o + w]
@@ -97,7 +109,8 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
                     device: str | torch.device = "cpu") -> SyntheticResult:
     """Score one sample (see the module doc). ``estimate`` maps a (1, 3, h, w) display
     window to (kernels (1, B, K', K'), mixing (1, B, h, w)); ``rl`` are the keyword
-    arguments of :func:`~blurfield.restore.richardson_lucy`; ``gamma`` the data gamma of
+    arguments of :func:`~blurfield.restore.richardson_lucy` plus, optionally, the no-harm
+    rule's :data:`NO_HARM_KEYS` (as in the restore section); ``gamma`` the data gamma of
     the restoration (None: the sample's)."""
     dev = torch.device(device)
     rl = dict(rl or {})

@@ -1,6 +1,9 @@
-"""Non-uniform Richardson–Lucy (docs/design.md §5): the iteration, tiling for large photos, and
-the scale option (estimate on a downscaled photo, restore at full size)."""
+"""Non-uniform Richardson–Lucy (docs/design.md §5): the iteration, tiling for large photos,
+the scale option (estimate on a downscaled photo, restore at full size), and the no-harm rule
+that decides how much of a restoration to keep (:mod:`blurfield.restore.noharm`)."""
 
+from blurfield.restore import noharm
+from blurfield.restore.noharm import Decision, no_harm_richardson_lucy, noise_sigma
 from blurfield.restore.rl import (
     RLResult,
     bright_split,
@@ -20,11 +23,15 @@ from blurfield.restore.scale import (
 from blurfield.restore.tiles import auto_overlap, restore_tiled, tile_grid
 
 __all__ = [
+    "Decision",
     "RLResult",
     "auto_overlap",
     "bright_split",
     "choose_scale",
     "downscale_image",
+    "no_harm_richardson_lucy",
+    "noharm",
+    "noise_sigma",
     "reliable_mask",
     "restore_tiled",
     "richardson_lucy",

@@ -27,13 +27,14 @@ denominator is clamped at ``TV_MIN_DENOMINATOR`` so a large λ cannot flip its s
 
 The iteration starts from the blurry image (for ``padding="valid"``, the blurry image
 mirror-padded to the input size) and runs ``iterations`` updates, or (``early_stop``) stops
-at the first update that does not lower the reblur error and returns the best iterate.
+at the first update that does not lower the reblur error and returns the best iterate, or
+(``stop_error``, the discrepancy principle) stops once the reblur error is at most that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import kornia
 import torch
@@ -55,11 +56,14 @@ class RLResult(NamedTuple):
         ``saturation=True``, ``Hx`` without. ``reblur_error[0]`` is the blurry image itself.
     iterations: number of updates applied to ``image`` (``reblur_error[iterations]`` is its
         error).
+    decision: what the no-harm rule decided (:class:`blurfield.restore.noharm.Decision`:
+        "restored" or "left nearly as is", the reason, the blend), None without the rule.
     """
 
     image: Tensor
     reblur_error: list[float]
     iterations: int
+    decision: Any = None
 
 
 def reliable_mask(blurry_linear: Tensor, threshold: float = 0.99, dilate: int = 3) -> Tensor:
@@ -123,6 +127,7 @@ def richardson_lucy(
     z_dilate: int = 3,
     eps: float = 1e-6,
     check: bool = True,
+    stop_error: float | None = None,
     callback: Callable[[int, Tensor, float], None] | None = None,
 ) -> RLResult:
     """Restore ``blurry_linear`` blurred by the field (kernels, mixing); see the module doc.
@@ -144,6 +149,9 @@ def richardson_lucy(
         z_dilate: size of the square dilating the lost-information set of ``z``.
         eps: floor of ``Hx``, ``R(Hx)`` and ``H^T 1`` in the divisions.
         check: validate the field and the image (switch off inside loops).
+        stop_error: the discrepancy principle: stop at the first iterate whose reblur error
+            is <= this (e.g. the noise variance; :mod:`blurfield.restore.noharm`) and return
+            it; None: no such stop.
         callback: called as ``callback(t, x, err)`` for every evaluated iterate ``x``
             (``t`` updates applied, ``err = reblur_error[t]``).
     Returns:
@@ -179,7 +187,7 @@ def richardson_lucy(
             best_x, best_t, best_err = x, t, err
         else:
             break
-        if t == iterations:
+        if t == iterations or (stop_error is not None and err <= stop_error):
             break
         if saturation:
             r, dr = saturate(hx), saturate_grad(hx)

@@ -1,0 +1,256 @@
+"""The no-harm rule (blurfield.restore.noharm): sharp photos and wrong fields are left
+nearly as is, right fields restore, and the decision travels in the field file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import skimage.data
+import skimage.transform
+import torch
+
+from blurfield.api import Field, deblur, load_decision, load_field, save_field
+from blurfield.cli import main
+from blurfield.imageio import read_image, write_image
+from blurfield.physics import blur, saturate, to_display, to_linear
+from blurfield.restore import no_harm_richardson_lucy, noise_sigma, richardson_lucy
+from blurfield.restore.noharm import blur_extent, rescaled, turned
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def line_kernel(size: int, angle: float, length: float) -> torch.Tensor:
+    """A straight motion blur of ``length`` px at ``angle`` (radians), bilinear splats."""
+    k = np.zeros((size, size))
+    c = size // 2
+    for t in np.linspace(-length / 2, length / 2, 200):
+        y, x = c + t * np.sin(angle), c + t * np.cos(angle)
+        y0, x0 = int(np.floor(y)), int(np.floor(x))
+        fy, fx = y - y0, x - x0
+        for dy, wy in ((0, 1 - fy), (1, fy)):
+            for dx, wx in ((0, 1 - fx), (1, fx)):
+                k[y0 + dy, x0 + dx] += wy * wx
+    return torch.tensor(k / k.sum(), dtype=torch.float32)
+
+
+def photo(size: int = 96) -> torch.Tensor:
+    """(1, 3, size, size) display values of scikit-image's astronaut."""
+    img = skimage.transform.resize(skimage.data.astronaut(), (size, size), anti_aliasing=True)
+    return torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
+
+
+def two_layer_field(size: int, k: int = 15) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two line blurs (0.73 k px at 20°, 0.6 k px at 55°: 11 and 9 px for k = 15) mixed left
+    to right: (1, 2, k, k), (1, 2, size, size)."""
+    kernels = torch.stack([line_kernel(k, np.deg2rad(20), 0.73 * k),
+                           line_kernel(k, np.deg2rad(55), 0.6 * k)])
+    a = torch.sigmoid(torch.linspace(-4, 4, size))[None, :].expand(size, size)
+    return kernels[None], torch.stack([a, 1 - a])[None]
+
+
+def blurred(sharp_display: torch.Tensor, kernels, mixing) -> torch.Tensor:
+    """Linear blurry photo, 8-bit rounded like a real one."""
+    hu = blur(to_linear(sharp_display), kernels, mixing, padding="same")
+    return to_linear(torch.round(to_display(saturate(hu)) * 255) / 255)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(1 / (a - b).square().mean()))
+
+
+def display(x: torch.Tensor) -> torch.Tensor:
+    return to_display(x.clamp(0, 1))
+
+
+# --------------------------------------------------------------------------- the rule
+
+
+def test_a_sharp_photo_with_a_near_delta_field_is_left_as_is():
+    sharp = photo()
+    v = to_linear(sharp)
+    k = torch.zeros(1, 1, 15, 15)
+    k[0, 0, 7, 7] = 0.96  # variance 0.04 px²: a 0.7 px "blur"
+    k[0, 0, 7, 6] = k[0, 0, 7, 8] = 0.02
+    res = no_harm_richardson_lucy(v, k, torch.ones(1, 1, 96, 96), iterations=30)
+    assert res.decision.decision == "left nearly as is"
+    assert "below 1 px" in res.decision.reason and res.decision.blend == 0
+    assert torch.equal(res.image, v)
+
+
+def test_a_sharp_photo_with_a_real_blur_field_stays_close_to_itself():
+    """The field claims 9-11 px of blur the photo does not have: plain RL sharpens the photo
+    away from itself; the rule must keep it within 40 dB of the input."""
+    sharp = photo()
+    v = to_linear(sharp)
+    kernels, mixing = two_layer_field(96)
+    plain = richardson_lucy(v, kernels, mixing, iterations=30).image
+    assert psnr(display(plain), sharp) < 30  # what the rule protects against
+    res = no_harm_richardson_lucy(v, kernels, mixing, iterations=30)
+    assert res.decision.decision == "left nearly as is"
+    assert psnr(display(res.image), sharp) >= 40
+
+
+def test_the_true_field_restores():
+    sharp = photo()
+    kernels, mixing = two_layer_field(96)
+    v = blurred(sharp, kernels, mixing)
+    before = psnr(display(v), sharp)
+    res = no_harm_richardson_lucy(v, kernels, mixing, iterations=30)
+    assert res.decision.decision == "restored" and res.decision.blend > 0.5
+    assert psnr(display(res.image), sharp) >= before + 3
+
+
+def test_a_field_turned_90_degrees_does_no_harm():
+    sharp = photo()
+    kernels, mixing = two_layer_field(96)
+    v = blurred(sharp, kernels, mixing)
+    before = psnr(display(v), sharp)
+    wrong = turned(kernels)
+    plain = richardson_lucy(v, wrong, mixing, iterations=30).image
+    assert psnr(display(plain), sharp) < before - 1  # RL alone makes it worse
+    res = no_harm_richardson_lucy(v, wrong, mixing, iterations=30)
+    assert res.decision.decision == "left nearly as is"
+    assert "turned 90°" in res.decision.reason
+    assert psnr(display(res.image), sharp) >= before - 0.1
+
+
+def test_a_field_of_twice_the_blur_does_no_harm():
+    sharp = photo()
+    kernels, mixing = two_layer_field(96)
+    v = blurred(sharp, kernels, mixing)
+    before = psnr(display(v), sharp)
+    res = no_harm_richardson_lucy(v, rescaled(kernels, 2.0), mixing, iterations=30)
+    assert psnr(display(res.image), sharp) >= before - 0.1
+
+
+def test_a_photo_already_explained_at_the_noise_level_is_left_as_is():
+    """A flat photo with noise: any blur leaves its reblur residual at the noise level."""
+    g = torch.Generator().manual_seed(0)
+    v = (0.4 + 0.01 * torch.randn(1, 3, 64, 64, generator=g)).clamp(min=0)
+    kernels = line_kernel(9, 0.0, 7)[None, None]
+    res = no_harm_richardson_lucy(v, kernels, torch.ones(1, 1, 64, 64), iterations=30)
+    assert "noise level" in res.decision.reason and torch.equal(res.image, v)
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_noise_sigma_of_white_noise_and_its_8_bit_floor():
+    g = torch.Generator().manual_seed(1)
+    noisy = 0.3 + 0.02 * torch.randn(1, 3, 128, 128, generator=g)
+    assert noise_sigma(noisy, gamma=1.0) == pytest.approx(0.02, rel=0.1)
+    flat = torch.full((1, 1, 64, 64), 0.5)  # linear 0.5 = display d = 0.5^(1/2.2)
+    slope = 2.2 * (0.5 ** (1 / 2.2)) ** 1.2  # d(linear)/d(display) = gamma d^(gamma - 1)
+    assert noise_sigma(flat) == pytest.approx(slope / 255 / np.sqrt(12), rel=1e-3)
+
+
+def test_blur_extent_is_the_line_length():
+    for length in (3, 9, 15):
+        k = torch.zeros(1, 1, 17, 17)
+        k[0, 0, 8, 8 - length // 2: 8 - length // 2 + length] = 1 / length
+        # a line of n taps has variance (n^2 - 1) / 12: sqrt(12 var) = sqrt(n^2 - 1)
+        assert blur_extent(k, torch.ones(1, 1, 32, 32)) == pytest.approx(
+            np.sqrt(length**2 - 1), rel=1e-4)
+
+
+@pytest.mark.parametrize("factor", [0.5, 1.6])
+def test_rescaled_keeps_mass_and_centre_and_scales_the_spread(factor):
+    k = line_kernel(15, 0.5, 9)[None]
+    out = rescaled(k, factor)[0].double()
+    n = out.shape[-1]
+    assert float(out.sum()) == pytest.approx(1.0, abs=1e-6) and float(out.min()) >= 0
+
+    def moments(a):
+        c = torch.arange(a.shape[-1], dtype=torch.float64) - (a.shape[-1] - 1) / 2
+        my, mx = (a.sum(1) * c).sum(), (a.sum(0) * c).sum()
+        return my, mx, (a.sum(1) * c**2).sum() + (a.sum(0) * c**2).sum()
+
+    my0, mx0, var0 = moments(k[0].double())
+    my, mx, var = moments(out)
+    assert n >= 15
+    assert float(my - factor * my0) == pytest.approx(0, abs=0.05)
+    assert float(mx - factor * mx0) == pytest.approx(0, abs=0.05)
+    # the spread grows by factor^2 (bilinear resampling adds < 1/3 px^2 per axis)
+    assert float(var) == pytest.approx(factor**2 * float(var0), abs=0.7)
+
+
+def test_discrepancy_stop_keeps_the_first_iterate_at_the_noise_level():
+    sharp = photo(64)
+    kernels, mixing = two_layer_field(64, 11)
+    v = blurred(sharp, kernels, mixing)
+    full = richardson_lucy(v, kernels, mixing, iterations=20, early_stop=False)
+    stop = full.reblur_error[6] * 1.0001
+    first = next(t for t, e in enumerate(full.reblur_error) if e <= stop)
+    res = richardson_lucy(v, kernels, mixing, iterations=20, early_stop=False, stop_error=stop)
+    assert res.iterations == first and len(res.reblur_error) == first + 1
+
+
+# --------------------------------------------------------------------------- api, files, CLI
+
+
+def test_api_deblur_exposes_the_decision_and_can_switch_the_rule_off():
+    sharp = photo(64)[0].permute(1, 2, 0).numpy()
+    kernels, mixing = two_layer_field(64, 11)
+    field = Field(kernels[0], mixing[0], scale=1.0, image_size=(64, 64))
+    out, res = deblur(sharp, field, iterations=20, return_result=True)
+    assert res.decision is not None and res.decision.decision == "left nearly as is"
+    assert np.array_equal(out, np.clip(sharp, 0, 1)) or np.abs(out - sharp).max() < 1e-5
+    out2, res2 = deblur(sharp, field, iterations=20, return_result=True, no_harm=False)
+    assert res2.decision is None and np.abs(out2 - sharp).max() > 0.05
+
+
+def test_tiled_restoration_gets_the_decision_and_the_blend():
+    sharp = photo(96)
+    kernels, mixing = two_layer_field(96, 11)
+    field = Field(kernels[0], mixing[0], scale=1.0, image_size=(96, 96))
+    blurry = display(blurred(sharp, kernels, mixing))[0].permute(1, 2, 0).numpy()
+    ref = sharp[0].permute(1, 2, 0).numpy()
+    out, res = deblur(blurry, field, iterations=10, tile=48, return_result=True)
+    assert res.decision.decision == "restored" and res.iterations == 10  # fixed count
+    assert np.mean((out - ref) ** 2) < np.mean((blurry - ref) ** 2)
+    out, res = deblur(ref, field, iterations=10, tile=48, return_result=True)
+    assert res.decision.decision == "left nearly as is"
+    assert np.abs(out - ref).max() < 1e-5
+
+
+def test_deblur_writes_the_decision_into_the_field_file_and_prints_it(tmp_path, capsys):
+    sharp = photo(64)
+    kernels, mixing = two_layer_field(64, 11)
+    blurry = display(blurred(sharp, kernels, mixing))[0].permute(1, 2, 0).numpy()
+    write_image(tmp_path / "shot.png", blurry)
+    write_image(tmp_path / "calm.png", sharp[0].permute(1, 2, 0).numpy())
+    save_field(tmp_path / "f.npz", Field(kernels[0], mixing[0], scale=1.0, image_size=(64, 64)))
+    for stem in ("shot", "calm"):
+        rc = main(["deblur", str(tmp_path / f"{stem}.png"), "--field", str(tmp_path / "f.npz"),
+                   "--out", str(tmp_path / stem)])
+        assert rc == 0
+    printed = capsys.readouterr().out
+    shot, calm = load_decision(tmp_path / "shot" / "shot_field.npz"), load_decision(
+        tmp_path / "calm" / "calm_field.npz")
+    # the blurry photo is restored (its output differs from it and is sharper than it)...
+    out, _ = read_image(tmp_path / "shot" / "shot_restored.png")
+    ref = sharp[0].permute(1, 2, 0).numpy()
+    assert shot.decision == "restored" and shot.iterations > 0 and shot.blend > 0.5
+    assert np.mean((out - ref) ** 2) < 0.7 * np.mean((blurry - ref) ** 2)  # >= 1.5 dB
+    # ...the sharp one comes back as it went in (8-bit round trip)
+    out, _ = read_image(tmp_path / "calm" / "calm_restored.png")
+    written, _ = read_image(tmp_path / "calm.png")
+    assert calm.decision == "left nearly as is" and calm.blend == 0 and calm.iterations == 0
+    assert np.array_equal(out, written)
+    lines = [ln for ln in printed.splitlines() if ln.strip()]
+    assert any("shot.png" in ln and ": restored (" in ln for ln in lines)
+    assert any("calm.png" in ln and ": left nearly as is (" in ln for ln in lines)
+    field = load_field(tmp_path / "shot" / "shot_field.npz")  # still a plain field file
+    assert field.kernels.shape == (2, 11, 11)
+    with np.load(tmp_path / "shot" / "shot_field.npz") as z:
+        assert {"decision", "decision_reason", "blend", "iterations"} <= set(z.files)
+
+
+def test_old_field_files_without_a_decision_still_load(tmp_path):
+    kernels, mixing = two_layer_field(32, 7)
+    save_field(tmp_path / "old.npz", Field(kernels[0], mixing[0], scale=1.0,
+                                           image_size=(32, 32)))
+    with np.load(tmp_path / "old.npz") as z:
+        assert "decision" not in z.files  # what estimate (and older versions) wrote
+    assert load_field(tmp_path / "old.npz").image_size == (32, 32)
+    assert load_decision(tmp_path / "old.npz") is None
