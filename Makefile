@@ -5,7 +5,7 @@ STAMP := .venv/.installed
 CONFIG ?=
 ARGS ?=
 
-.PHONY: help install test test-all demo shards train bench lint docs format clean
+.PHONY: help install test test-all demo shards train compact bench lint docs format clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +36,10 @@ shards: install  ## build training shards (default: the small built-in set); CON
 
 train: install  ## train the estimator; CONFIG=conf/experiment/tiny.yaml ARGS="key=value"
 	.venv/bin/blurfield train $(if $(CONFIG),--config $(CONFIG),--config experiment/tiny) $(ARGS)
+
+compact: install  ## the shipped compact estimator from scratch: its shards, then its training (README: model card)
+	$(PY) -m data_prep shards --config shards/compact
+	.venv/bin/blurfield train --config experiment/compact $(ARGS)
 
 bench: install  ## run the benchmarks and print their tables
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -5,7 +5,7 @@
 Prints, per generator, the best of ``repeat`` timings (wall clock and process CPU time,
 since the 2 cores are shared) of ``n`` kernels made in batches of
 ``batch`` (the bank writer's loop without the disk), and the bank statistics of that run
-next to KERNELS.md's table (tremor at f = 2,000 px).
+next to docs/kernels.md's table (tremor at f = 2,000 px).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from blurfield.config import load_config
 from data_prep.kernels.bank import generate
 
-TABLE = {  # KERNELS.md, tremor at f = 2,000 px, p5 p25 p50 p75 p95
+TABLE = {  # docs/kernels.md, tremor at f = 2,000 px, p5 p25 p50 p75 p95
     "extent": (3, 6, 9, 15, 26),
     "path_length": (3, 9.6, 19, 33, 63),
 }
@@ -61,7 +61,7 @@ def main() -> None:
         print(f"{name:<22}{rate:>10.0f}{cpu_rate:>10.0f}{np.mean(p['attempts'] > 1):>9.1%}"
               f"{np.median(p['extent']):>12.1f}{np.median(p['path_length']):>12.1f}")
     p = stats["tremor (f 2000)"]
-    print("\ntremor at f = 2,000 px vs KERNELS.md (px):   p5    p25    p50    p75    p95")
+    print("\ntremor at f = 2,000 px vs docs/kernels.md (px):   p5    p25    p50    p75    p95")
     for key, ref in TABLE.items():
         q = np.percentile(p[key], [5, 25, 50, 75, 95])
         print(f"  {key:<12} here    " + "".join(f"{v:>7.1f}" for v in q))

@@ -143,30 +143,30 @@ class RestoreCfg:
 @dataclass
 class TremorCfg:
     """Hand-tremor generator (data_prep/kernels/tremor.py). Per-kernel draws are uniform on
-    [min, max] unless marked log-uniform; min == max fixes a value. Ranges: KERNELS.md's
+    [min, max] unless marked log-uniform; min == max fixes a value. Ranges: docs/kernels.md's
     measured parameter set unless noted."""
 
-    exposure_min: float = 0.05  # s; exposure T ~ U, KERNELS.md
+    exposure_min: float = 0.05  # s; exposure T ~ U, docs/kernels.md
     exposure_max: float = 1.0  # s; the paper's bound (exposure <= 1 s)
-    window: float = 8.0  # s; synthesis window >> exposure, else drift vanishes (KERNELS.md)
+    window: float = 8.0  # s; synthesis window >> exposure, else drift vanishes (docs/kernels.md)
     rate: float = 128.0  # Hz; synthesis sampling, > 5x the 12 Hz tremor peak (our choice)
-    drift_fc_min: float = 0.4  # Hz, log-uniform; postural drift centre frequency, KERNELS.md
+    drift_fc_min: float = 0.4  # Hz, log-uniform; postural drift centre frequency, docs/kernels.md
     drift_fc_max: float = 2.0  # Hz
-    drift_q_min: float = 0.5  # 1; drift resonance Q, over- to critically damped, KERNELS.md
+    drift_q_min: float = 0.5  # 1; drift resonance Q, over- to critically damped, docs/kernels.md
     drift_q_max: float = 1.0  # 1
     drift_vrms_min: float = 0.25  # deg/s, log-uniform; drift angular-velocity RMS (major axis)
-    drift_vrms_max: float = 2.5  # deg/s; KERNELS.md
-    drift_aniso_min: float = 0.5  # 1; drift minor/major RMS ratio, KERNELS.md
+    drift_vrms_max: float = 2.5  # deg/s; docs/kernels.md
+    drift_aniso_min: float = 0.5  # 1; drift minor/major RMS ratio, docs/kernels.md
     drift_aniso_max: float = 1.0  # 1
     tremor_f_min: float = 8.0  # Hz; physiological tremor peak, 8-12 Hz band (Gavant et al.)
     tremor_f_max: float = 12.0  # Hz
-    tremor_q_min: float = 2.0  # 1; tremor resonance Q, KERNELS.md
+    tremor_q_min: float = 2.0  # 1; tremor resonance Q, docs/kernels.md
     tremor_q_max: float = 5.0  # 1
-    tremor_rms_min: float = 0.002  # deg, log-uniform; tremor angle RMS per axis, KERNELS.md
+    tremor_rms_min: float = 0.002  # deg, log-uniform; tremor angle RMS per axis, docs/kernels.md
     tremor_rms_max: float = 0.02  # deg (~0.13-1.3 deg/s velocity)
-    focal_min: float = 1000.0  # px, log-uniform; KERNELS.md "1,000-3,000 for variety"
+    focal_min: float = 1000.0  # px, log-uniform; docs/kernels.md "1,000-3,000 for variety"
     focal_max: float = 3000.0  # px; 2,000 px ~ 30 mm equivalent on a 2,400 px wide image
-    samples_per_px: float = 2.0  # samples per px at the path's fastest (KERNELS.md pitfall)
+    samples_per_px: float = 2.0  # samples per px at the path's fastest (docs/kernels.md pitfall)
     min_samples: int = 16  # samples per path at least (a near-still path is still a path)
 
 
@@ -200,7 +200,7 @@ class MixCfg:
 
 @dataclass
 class KernelsCfg:
-    """The camera-shake kernel bank (data_prep kernels; KERNELS.md)."""
+    """The camera-shake kernel bank (data_prep kernels; docs/kernels.md)."""
 
     generator: str = "tremor"  # tremor | boracchi | mix (section mix)
     count: int = 10000  # kernels in the bank (paper: 500,000)

@@ -157,7 +157,7 @@ def test_tremor_kernels_are_valid_and_centred(tremor_1000):
 
 
 def test_tremor_statistics_match_kernels_md(tremor_1000):
-    """KERNELS.md at f = 2,000 px: box p25/p50/p75 = 6/9/15, length 9.6/19/33, ~7% redrawn."""
+    """docs/kernels.md at f = 2,000 px: box p25/p50/p75 = 6/9/15, length 9.6/19/33, ~7% redrawn."""
     _, p = tremor_1000
     box = np.percentile(p["extent"], [25, 50, 75])
     length = np.percentile(p["path_length"], [25, 50, 75])

@@ -1,4 +1,4 @@
-"""Camera-shake kernel banks: the hand-tremor and Boracchi & Foi generators (KERNELS.md).
+"""Camera-shake kernel banks: the hand-tremor and Boracchi & Foi generators (docs/kernels.md).
 
 ``generate(cfg, seed, indices)`` gives correlation kernels; ``write_bank`` / ``KernelBank``
 write and read a bank; ``psf_to_correlation`` / ``correlation_to_psf`` flip orientation.

@@ -6,7 +6,7 @@ kernel ``i`` (``kernels.boracchi``) when ``u_i < kernels.mix.boracchi_share``, e
 tremor generator's kernel ``i`` (``kernels.tremor``), so every kernel still depends on
 ``(config, seed, i)`` only. With ``boracchi.anxiety`` near 0 Boracchi's paths are straight
 or gently curved lines of a chosen length (linear motion); the tremor part, with a longer
-focal range than KERNELS.md's, gives wandering real-shake paths. ``component`` records
+focal range than docs/kernels.md's, gives wandering real-shake paths. ``component`` records
 which (0 tremor, 1 Boracchi); the other generator's parameters are NaN.
 """
 

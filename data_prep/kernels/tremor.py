@@ -1,4 +1,4 @@
-"""Physiological hand-tremor camera shake (KERNELS.md; after Gavant et al. 2011).
+"""Physiological hand-tremor camera shake (docs/kernels.md; after Gavant et al. 2011).
 
 For yaw and pitch separately the camera angle is ``theta(t) = drift(t) + tremor(t)``, two
 stationary processes made by spectral synthesis over a window of ``W`` seconds sampled at
