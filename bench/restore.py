@@ -1,22 +1,41 @@
-"""Richardson–Lucy speed and the memory of deblurring a 12-megapixel photo.
+"""Restoration speed (issue 17): RL per iteration as ratios, the no-harm probes' share, end to
+end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduced scale costs.
 
-1. A 512 x 512 RGB photo (scikit-image's astronaut) blurred by a field of B = 25 line
-   kernels, K = 33: 30 iterations (no early stop) of the plain update and of the
-   saturation-aware update (with TV), on the fft path and on the direct (Kornia) path, in
-   one process, best of ``--repeats`` runs. The direct path is slow (seconds per iteration):
-   it runs ``--direct-iterations`` iterations and its 30-iteration time is extrapolated as
-   set-up + 30 x (time of one iteration), both read from RL's callback; the fft rows print
-   the same extrapolation beside the measured time, to show that it holds.
-2. ``blurfield deblur`` on a 4000 x 3000 RGB photo with a given field (B = 25, K = 33,
-   estimated at scale sqrt(12 / 1.5), so full-size kernels are 91 x 91), in a subprocess:
-   wall seconds and peak resident memory (``ru_maxrss`` of the child), for 0 and
-   ``--big-iterations`` iterations; the 30-iteration time is extrapolated from the two.
+1. ``rl``: a ``--size`` x ``--size`` RGB photo (scikit-image's astronaut, highlights
+   clipped) blurred by B = 25 line kernels, K = 33; Richardson-Lucy with saturation and TV,
+   seconds per iteration (read from RL's callback, best of ``--repeats``) for the update
+   with the blur applied by
+   - ``conv2d``: a plain conv2d (channels as batch, the B kernels as outputs; adjoint:
+     conv_transpose2d), ``--conv-iterations`` iterations;
+   - ``full``: the fft ``BlurField`` without skipping (``skip_tol=None``), full mixing
+     (smooth random softmax: every element everywhere);
+   - ``peaky``: the fft path with ``skip_tol`` on a peaky field (4 elements carry it, the
+     other 21 a softmax tail < 5e-5, as in bench/blur.py), and ``peaky0`` the same field
+     unskipped; ``dB`` = PSNR of the skipped against the unskipped restoration;
+   - ``floor``: the transforms an iteration cannot avoid, 2 x (B x C inverse real
+     transforms at the same 5-smooth size) (bench/blur.py's floor, forward and adjoint).
+2. ``e2e``: ``blurfield deblur`` (shipped model, estimate + ``--iterations`` iterations,
+   saturation and TV, no-harm rule on, defaults otherwise) of a 1 MP (1200 x 834) and a
+   12 MP (4000 x 3000) 8-bit photo, in a subprocess: wall seconds and peak resident memory
+   (``ru_maxrss`` of the child). The photos are scikit-image's astronaut upscaled
+   (bicubic) to full size after blurring at the size the estimator sees (1.5 MP) by line
+   kernels mixed left to right, i.e. blurred by about s x K at full size. With ``--compare``
+   the 12 MP photo also runs with ``restore.skip_tol=null`` and the PSNR between the two
+   outputs is printed (the skipped result must be within 40 dB of it).
+   ``--e2e-args`` adds config overrides (e.g. ``restore.restore_scale=field``).
+3. ``probes``: for the same two photos, in this process, the time of the no-harm probes
+   (``api._assess``, at the field's scale) against the time of the restoration alone
+   (``no_harm=False``): the probes' share of the deblur time.
+4. ``scale`` (``--handmade DIR``, a folder of ``*.blurry.png`` / ``*.sharp.png`` from
+   ``python -m data_prep handmade`` unpacked): each photo estimated by the shipped model at
+   ``--field-scale`` (2), restored at full size and at the field's scale (correction
+   upsampled); PSNR against the sharp photo and seconds of each.
 
-"CPU s" is the process CPU time of the run (all threads): on a loaded machine, run with
-``--threads 1`` and read it as the uncontended time.
+Timings are wall seconds; take them on a quiet machine (``uptime`` load below ~0.7). All
+sections print the load average they started at.
 
-Usage: python bench/restore.py [--repeats 3] [--direct-iterations 1] [--big-iterations 2]
-       [--threads 2] [--skip-512] [--skip-direct] [--skip-big] [--tile 1024]
+Usage: python bench/restore.py [--sections rl e2e probes scale] [--size 512] [--repeats 2]
+       [--threads 1] [--skip-tol 1e-3] [--iterations 30] [--compare] [--handmade DIR]
 """
 
 from __future__ import annotations
@@ -33,10 +52,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from blurfield.physics import blur, saturate, to_linear
-from blurfield.restore import richardson_lucy
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blur import conv2d_reference, conv2d_reference_adjoint, floor_time, peaky_mixing  # noqa: E402
+
+from blurfield.physics import blur, saturate, smooth_size, to_display, to_linear  # noqa: E402
+from blurfield.restore import richardson_lucy, rl  # noqa: E402
 
 ITERATIONS = 30
+
+
+def load() -> str:
+    return f"load average {os.getloadavg()[0]:.2f}"
 
 
 def line_kernels(b: int, k: int, seed: int = 0) -> torch.Tensor:
@@ -65,115 +91,271 @@ def smooth_mixing(b: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
                                        align_corners=False), 1)[0]
 
 
-def photo(size: int) -> torch.Tensor:
+def photo(h: int, w: int | None = None) -> torch.Tensor:
+    """(1, 3, h, w) display values of scikit-image's astronaut, resized."""
     import skimage.data
     import skimage.transform
 
-    img = skimage.transform.resize(skimage.data.astronaut(), (size, size), anti_aliasing=True)
+    img = skimage.transform.resize(skimage.data.astronaut(), (h, w or h), anti_aliasing=True)
     return torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
 
 
-def time_rl(v, kernels, mixing, method: str, saturation: bool, iterations: int):
-    """(measured s, set-up s, s per iteration, CPU s of the whole run) of one RL run."""
-    stamps = []
-    c0, t0 = time.process_time(), time.perf_counter()
-    richardson_lucy(v, kernels, mixing, iterations=iterations, saturation=saturation,
-                    tv_weight=1e-3 if saturation else 0.0, early_stop=False, method=method,
-                    check=False, callback=lambda t, x, e: stamps.append(time.perf_counter()))
-    total, cpu = time.perf_counter() - t0, time.process_time() - c0
-    setup = stamps[0] - t0
-    per_it = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
-    return total, setup, per_it, cpu
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float((a.float() - b.float()).square().mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
 
 
-def bench_512(repeats: int, direct_iterations: int, skip_direct: bool) -> None:
-    b, k, s = 25, 33, 512
-    kernels, mixing = line_kernels(b, k)[None], smooth_mixing(b, s, s)[None]
-    sharp = to_linear(photo(s)) * 1.3  # some highlights clip
-    v = saturate(blur(sharp, kernels, mixing, padding="same")).clamp(0, 1)
-    print(f"RL, {s}x{s} RGB, B = {b}, K = {k}, {ITERATIONS} iterations, "
-          f"{torch.get_num_threads()} threads, best of {repeats}; "
-          f"load average {os.getloadavg()[0]:.1f}")
-    print(f"{'update':<18} {'path':<7} {'measured s':>16} {'set-up s':>9} {'s / it.':>8} "
-          f"{'30 it. s (extrap.)':>19} {'CPU s':>8}")
-    rows = {}
-    for saturation in (False, True):
-        name = "saturation + TV" if saturation else "plain"
-        for method in ("fft", "direct"):
-            if method == "direct" and skip_direct:
-                continue
-            its = ITERATIONS if method == "fft" else direct_iterations
-            runs = [time_rl(v, kernels, mixing, method, saturation, its) for _ in range(repeats)]
-            total = min(r[0] for r in runs)
-            setup = min(r[1] for r in runs)
-            per_it = min(r[2] for r in runs)
-            cpu = min(r[3] for r in runs)
-            extrap = setup + ITERATIONS * per_it
-            rows[name, method] = extrap
-            measured = f"{total:.2f}" if method == "fft" else f"({its} it.) {total:.1f}"
-            print(f"{name:<18} {method:<7} {measured:>16} {setup:>9.2f} {per_it:>8.3f} "
-                  f"{extrap:>19.2f} {cpu:>8.1f}")
-    for name in ("plain", "saturation + TV"):
-        if (name, "direct") in rows:
-            print(f"{name}: fft is {rows[name, 'direct'] / rows[name, 'fft']:.1f}x faster "
-                  "than direct")
+# --------------------------------------------------------------------------- 1. RL
 
 
-def bench_12mp(iterations: int, tile: int) -> None:
+class ConvField:
+    """The blur operator by plain conv2d (bench/blur.py's reference), for RL."""
+
+    def __init__(self, kernels, mixing, padding="same", method="auto", check=True,
+                 skip_tol=None):
+        self.kernels, self.mixing, self.kernel_size = kernels, mixing, kernels.shape[-1]
+
+    def forward(self, u):
+        return conv2d_reference(u, self.kernels, self.mixing, self.kernel_size)
+
+    def adjoint(self, y):
+        return conv2d_reference_adjoint(y, self.kernels, self.mixing, self.kernel_size)
+
+    def ht_one(self, channels=1):
+        return self.adjoint(self.mixing.new_ones(1, 1, *self.mixing.shape[-2:]))
+
+
+def per_iteration(v, kernels, mixing, iterations: int, repeats: int, skip_tol, conv=False):
+    """(seconds per iteration, the restored image) of RL with saturation and TV."""
+    best, image = float("inf"), None
+    real = rl.BlurField
+    if conv:
+        rl.BlurField = ConvField
+    try:
+        for _ in range(repeats):
+            stamps = []
+            res = richardson_lucy(v, kernels, mixing, iterations=iterations, early_stop=False,
+                                  check=False, skip_tol=skip_tol,
+                                  callback=lambda t, x, e: stamps.append(time.perf_counter()))
+            best = min(best, (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1))
+            image = res.image
+    finally:
+        rl.BlurField = real
+    return best, image
+
+
+def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iterations: int) -> None:
+    b, k, c = 25, 33, 3
+    kernels = line_kernels(b, k)[None]
+    sharp = to_linear(photo(size)) * 1.3  # some highlights clip
+    full_mix = smooth_mixing(b, size, size)[None]
+    peaky = peaky_mixing(size, b)
+    v_full = saturate(blur(sharp, kernels, full_mix, padding="same")).clamp(0, 1)
+    v_peaky = saturate(blur(sharp, kernels, peaky, padding="same")).clamp(0, 1)
+    n = smooth_size(size + k - 1)
+    print(f"\n1. RL per iteration, {size}x{size} RGB, B = {b}, K = {k}, saturation + TV, "
+          f"{torch.get_num_threads()} threads, best of {repeats}; {load()}")
+    t_floor = 2 * floor_time(b, c, (n, n), repeats, time.perf_counter)
+    t_conv, _ = per_iteration(v_full, kernels, full_mix, conv_iterations, 1, None, conv=True)
+    t_full, _ = per_iteration(v_full, kernels, full_mix, iterations, repeats, None)
+    t_p0, x0 = per_iteration(v_peaky, kernels, peaky, iterations, repeats, None)
+    t_p, x1 = per_iteration(v_peaky, kernels, peaky, iterations, repeats, tol)
+    from blurfield.physics import BlurField
+
+    op = BlurField(kernels, peaky, skip_tol=tol, check=False)
+    print(f"{'conv2d':>8} {'full':>8} {'peaky0':>8} {'peaky':>8} {'floor':>8} | "
+          f"{'conv/full':>9} {'full/floor':>10} {'full/peaky':>10} {'peaky/floor':>11} "
+          f"{'conv/peaky':>10} {'dB':>6} kept  eps")
+    print(f"{t_conv:8.3f} {t_full:8.3f} {t_p0:8.3f} {t_p:8.3f} {t_floor:8.3f} | "
+          f"{t_conv / t_full:9.1f} {t_full / t_floor:10.2f} {t_full / t_p:10.1f} "
+          f"{t_p / t_floor:11.2f} {t_conv / t_p:10.1f} "
+          f"{psnr(to_display(x1.clamp(0, 1)), to_display(x0.clamp(0, 1))):6.1f} "
+          f"{op.active.numel():>4}  {float(op.skip_error.max()):.1e}")
+    print(f"(seconds per iteration; {iterations} iterations of the fft rows, "
+          f"{conv_iterations} of conv2d; skip_tol {tol:g})")
+
+
+# --------------------------------------------------------------------------- 2./3. photos
+
+
+SIZES = {"1 MP": (834, 1200), "12 MP": (3000, 4000)}
+
+
+def make_photo(path: Path, height: int, width: int) -> None:
+    """Blurred at the estimator's size (1.5 MP at most), then upscaled to full size."""
     from PIL import Image
 
-    from blurfield.api import Field, save_field
-    from blurfield.restore import choose_scale, scaled_size, upscaled_kernel_size
+    from blurfield.restore import choose_scale, scaled_size
 
-    height, width, b, k = 3000, 4000, 25, 33
     s = choose_scale(height, width, "auto", 1.5)
     h, w = scaled_size(height, width, s)
-    with tempfile.TemporaryDirectory(prefix="bench_restore_") as tmp:
-        tmp = Path(tmp)
-        small = (photo(768)[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-        Image.fromarray(small).resize((width, height), Image.BICUBIC).save(
-            tmp / "big.png", compress_level=1)
-        save_field(tmp / "big_field.npz", Field(line_kernels(b, k), smooth_mixing(b, h, w),
-                                                scale=s, image_size=(height, width)))
-        print(f"\nblurfield deblur, {width}x{height} RGB 8-bit PNG, field B = {b}, K = {k} "
-              f"at scale {s:.2f} (mixing {w}x{h}, full-size kernels "
-              f"{upscaled_kernel_size(k, s)}), tile {tile}, saturation + TV")
-        results = {}
-        for its in (0, iterations):
-            cmd = [sys.executable, "-m", "blurfield", "deblur", str(tmp / "big.png"),
-                   "--field", str(tmp / "big_field.npz"), "--out", str(tmp / f"out{its}"),
-                   "--iterations", str(its), "--device", "cpu", f"restore.tile={tile}"]
-            code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
-                    "rc = subprocess.call(sys.argv[1:]); dt = time.perf_counter() - t; "
-                    "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss; "
-                    "print(rc, dt, r)")
-            out = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True,
-                                 text=True, check=True).stdout.split()
-            rc, secs, rss_kb = int(out[0]), float(out[1]), int(out[2])
-            results[its] = secs
-            print(f"  {its:>2} iterations: exit {rc}, {secs:7.1f} s, peak RSS "
-                  f"{rss_kb / 2**20:.2f} GiB")
-        per_it = (results[iterations] - results[0]) / max(1, iterations)
-        print(f"  per iteration (all tiles) {per_it:.1f} s; {ITERATIONS} iterations "
-              f"extrapolated: {results[0] + ITERATIONS * per_it:.0f} s")
+    sharp = to_linear(photo(h, w))
+    kernels = line_kernels(2, 25, seed=4)[None]
+    a = torch.sigmoid(torch.linspace(-4, 4, w)).expand(h, w)
+    v = to_display(saturate(blur(sharp, kernels, torch.stack([a, 1 - a])[None],
+                                 padding="same")))
+    small = (v[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(small).resize((width, height), Image.BICUBIC).save(path, compress_level=1)
+
+
+def deblur_subprocess(src: Path, out: Path, iterations: int, extra: list[str]):
+    """(exit code, wall s, peak RSS bytes) of ``blurfield deblur`` in a child process."""
+    cmd = [sys.executable, "-m", "blurfield", "deblur", str(src), "--out", str(out),
+           "--iterations", str(iterations), "--device", "cpu", *extra]
+    code = ("import resource, subprocess, sys, time; t = time.perf_counter(); "
+            "rc = subprocess.call(sys.argv[1:], stdout=subprocess.DEVNULL, "
+            "stderr=subprocess.DEVNULL); dt = time.perf_counter() - t; "
+            "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss; print(rc, dt, r)")
+    out_ = subprocess.run([sys.executable, "-c", code, *cmd], capture_output=True, text=True,
+                          check=True).stdout.split()
+    return int(out_[0]), float(out_[1]), int(out_[2]) * 1024
+
+
+def bench_e2e(tmp: Path, iterations: int, compare: bool, extra: list[str],
+              names: list[str]) -> None:
+    from blurfield.imageio import read_image
+
+    print(f"\n2. blurfield deblur end to end (shipped model, {iterations} iterations, "
+          f"saturation + TV, no-harm on unless overridden), {torch.get_num_threads()} threads "
+          f"here, "
+          f"child OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; {load()}"
+          + (f"; {' '.join(extra)}" if extra else ""))
+    for name in names:
+        h, w = SIZES[name]
+        src = tmp / f"photo{h}.png"
+        if not src.exists():
+            make_photo(src, h, w)
+        rc, secs, rss = deblur_subprocess(src, tmp / f"out{h}", iterations, extra)
+        print(f"  {name:>5} ({w}x{h}): exit {rc}, {secs:6.1f} s, peak RSS {rss / 2**30:.2f} GiB")
+        if compare:
+            rc0, secs0, rss0 = deblur_subprocess(src, tmp / f"out{h}_unskipped", iterations,
+                                                 [*extra, "restore.skip_tol=null"])
+            a, _ = read_image(tmp / f"out{h}" / f"{src.stem}_restored.png")
+            b, _ = read_image(tmp / f"out{h}_unskipped" / f"{src.stem}_restored.png")
+            db = psnr(torch.tensor(a), torch.tensor(b))
+            print(f"  {name:>5} unskipped: exit {rc0}, {secs0:6.1f} s, peak RSS "
+                  f"{rss0 / 2**30:.2f} GiB; skipped vs unskipped {db:.1f} dB, "
+                  f"unskipped / skipped time {secs0 / secs:.2f}")
+
+
+def bench_probes(tmp: Path, iterations: int, names: list[str]) -> None:
+    from blurfield import api
+    from blurfield.imageio import read_image
+    from blurfield.physics import to_linear as lin
+
+    print(f"\n3. no-harm probes against the restoration, in this process, "
+          f"{torch.get_num_threads()} threads; {load()}")
+    model = api.load_estimator()
+    for name in names:
+        h, w = SIZES[name]
+        src = tmp / f"photo{h}.png"
+        if not src.exists():
+            make_photo(src, h, w)
+        image, _ = read_image(src)
+        t0 = time.perf_counter()
+        field = api.estimate(image, model, scale="auto")
+        t_est = time.perf_counter() - t0
+        x = lin(torch.from_numpy(image).permute(2, 0, 1)[None].float())
+        low = field.mixing[None]
+        options = dict(saturation=True, tv_weight=1e-3, padding="same", method="auto",
+                       sat_threshold=0.99, z_dilate=3, skip_tol=1e-3)
+        t0 = time.perf_counter()
+        a = api._assess(x, field, low, torch.device("cpu"), 2.2, options, 10, 0.4, 1.5, 1.0)
+        t_probe = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        api.restore(x, field, iterations=iterations, no_harm=False, device="cpu")
+        t_rl = time.perf_counter() - t0
+        total = t_est + t_probe + t_rl
+        print(f"  {name:>5}: estimate {t_est:.1f} s, probes {t_probe:.1f} s (blend "
+              f"{a.blend:.2f}), RL {t_rl:.1f} s; probes' share {t_probe / total:.0%}, "
+              f"estimate's {t_est / total:.0%}")
+
+
+# --------------------------------------------------------------------------- 4. scale
+
+
+def bench_scale(folder: Path, field_scale: float, iterations: int) -> None:
+    """PSNR against the sharp photo of full-size RL and of RL at the field's scale."""
+    from blurfield import api
+    from blurfield.imageio import read_image
+    from blurfield.restore import upscale_kernels, upscale_mixing
+
+    print(f"\n4. restoring at the field's scale {field_scale:g} instead of full size, "
+          f"{iterations} iterations, no-harm off (it leaves most of these as is); PSNR (dB) "
+          f"against the sharp photo, seconds; {load()}")
+    model = api.load_estimator()
+    opts = dict(iterations=iterations, device="cpu", no_harm=False)
+    head = (f"  {'photo':<15} {'field':<9} {'blurry':>7} {'full':>7} {'at scale':>8} "
+            f"{'full s':>7} {'scale s':>7}")
+    print(head)
+    rows: dict[str, list] = {"estimated": [], "true": []}
+    for path in sorted(folder.glob("*.blurry.png")):
+        blurry, _ = read_image(path)
+        sharp, _ = read_image(path.with_name(path.name.replace(".blurry.", ".sharp.")))
+        h, w = blurry.shape[:2]
+        top, left = (sharp.shape[0] - h) // 2, (sharp.shape[1] - w) // 2
+        sharp = sharp[top:top + h, left:left + w]
+        # the true field is known at the reduced scale: line kernels of K = 17 there
+        hs, ws = round(h / field_scale), round(w / field_scale)
+        kernels = line_kernels(4, 17, seed=len(rows["true"]))
+        mixing = smooth_mixing(4, hs, ws, seed=len(rows["true"]))
+        sl = to_linear(torch.tensor(sharp).permute(2, 0, 1)[None])
+        v = saturate(blur(sl, upscale_kernels(kernels, field_scale)[None],
+                          upscale_mixing(mixing[None], (h, w)), padding="same"))
+        synthetic = (to_display(v)[0].permute(1, 2, 0).clamp(0, 1) * 255).round() / 255
+        cases = {
+            "estimated": (blurry, api.estimate(blurry, model, scale=field_scale)),
+            "true": (synthetic.numpy(), api.Field(kernels, mixing, field_scale, (h, w))),
+        }
+        for name, (photo_, field) in cases.items():
+            row = [psnr(torch.tensor(photo_), torch.tensor(sharp))]
+            for rs in ("full", "field"):
+                t0 = time.perf_counter()
+                out = api.deblur(photo_, field, restore_scale=rs, **opts)
+                row.append(psnr(torch.tensor(out), torch.tensor(sharp)))
+                row.append(time.perf_counter() - t0)
+            rows[name].append(row)
+            print(f"  {path.name.split('.')[0]:<15} {name:<9} {row[0]:7.2f} {row[1]:7.2f} "
+                  f"{row[3]:8.2f} {row[2]:7.2f} {row[4]:7.2f}")
+    for name, r in rows.items():
+        m = np.array(r).mean(0)
+        print(f"  {'mean':<15} {name:<9} {m[0]:7.2f} {m[1]:7.2f} {m[3]:8.2f} {m[2]:7.2f} "
+              f"{m[4]:7.2f}  gain: full {m[1] - m[0]:+.2f} dB, at scale {m[3] - m[0]:+.2f} "
+              f"dB; time full / at scale {m[2] / m[4]:.1f}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--direct-iterations", type=int, default=1)
-    p.add_argument("--big-iterations", type=int, default=2)
-    p.add_argument("--tile", type=int, default=1024)
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
-    p.add_argument("--skip-direct", action="store_true")
-    p.add_argument("--skip-big", action="store_true")
-    p.add_argument("--skip-512", action="store_true")
+    p.add_argument("--sections", nargs="+", default=["rl", "e2e", "probes"],
+                   choices=["rl", "e2e", "probes", "scale"])
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--iterations", type=int, default=ITERATIONS)
+    p.add_argument("--rl-iterations", type=int, default=10)
+    p.add_argument("--conv-iterations", type=int, default=2)
+    p.add_argument("--skip-tol", type=float, default=1e-3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--photos", nargs="+", default=list(SIZES), choices=list(SIZES))
+    p.add_argument("--compare", action="store_true")
+    p.add_argument("--e2e-args", nargs="*", default=[])
+    p.add_argument("--handmade", type=Path)
+    p.add_argument("--field-scale", type=float, default=2.0)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
-    if not a.skip_512:
-        bench_512(a.repeats, a.direct_iterations, a.skip_direct)
-    if not a.skip_big:
-        bench_12mp(a.big_iterations, a.tile)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
+          f"CPUs; {load()}")
+    if "rl" in a.sections:
+        bench_rl(a.size, a.repeats, a.skip_tol, a.rl_iterations, a.conv_iterations)
+    with tempfile.TemporaryDirectory(prefix="bench_restore_") as tmp:
+        if "e2e" in a.sections:
+            bench_e2e(Path(tmp), a.iterations, a.compare, a.e2e_args, a.photos)
+        if "probes" in a.sections:
+            bench_probes(Path(tmp), a.iterations, a.photos)
+    if "scale" in a.sections:
+        if a.handmade is None:
+            p.error("--sections scale needs --handmade DIR")
+        bench_scale(a.handmade, a.field_scale, a.iterations)
 
 
 if __name__ == "__main__":

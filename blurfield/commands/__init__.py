@@ -64,7 +64,34 @@ def restore_options(rc: DictConfig) -> dict:
                 no_harm=bool(rc.no_harm), no_harm_probe=int(rc.no_harm_probe),
                 no_harm_evidence=float(rc.no_harm_evidence),
                 no_harm_noise=float(rc.no_harm_noise),
-                no_harm_min_blur=float(rc.no_harm_min_blur))
+                no_harm_min_blur=float(rc.no_harm_min_blur),
+                skip_tol=None if rc.skip_tol is None else float(rc.skip_tol),
+                restore_scale=parse_restore_scale(rc.restore_scale))
+
+
+def parse_restore_scale(value: Any) -> float | str:
+    """``restore.restore_scale``: "full", "field" or a number >= 1."""
+    if str(value) in ("full", "field"):
+        return str(value)
+    try:
+        r = float(value)
+    except (TypeError, ValueError):
+        r = float("nan")
+    if not r >= 1:
+        raise UserError(f"restore.restore_scale: {value!r} is not 'full', 'field' or a "
+                        "number >= 1")
+    return r
+
+
+def apply_threads(rc: DictConfig) -> int:
+    """``torch.set_num_threads`` from ``restore.threads`` (:func:`blurfield.api.set_threads`:
+    "auto" = ``OMP_NUM_THREADS``, else the cores available)."""
+    from blurfield.api import set_threads
+
+    try:
+        return set_threads(rc.get("threads", "auto"))
+    except ValueError as e:
+        raise UserError(f"restore.{e}") from None
 
 
 def preview(image: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:

@@ -59,6 +59,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
 
     from blurfield.api import deblur, estimate, load_field, save_field
     from blurfield.commands import (
+        apply_threads,
         each_photo,
         load_model,
         parse_scale,
@@ -71,6 +72,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     from blurfield.viz import save_png
 
     rc = cfg.restore
+    apply_threads(rc)
     photos = photo_paths(args.inputs, "deblur")
     options = restore_options(rc)
     given = None

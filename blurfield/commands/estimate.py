@@ -38,10 +38,18 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from blurfield.api import estimate, save_field
-    from blurfield.commands import each_photo, load_model, parse_scale, photo_paths, read_photo
+    from blurfield.commands import (
+        apply_threads,
+        each_photo,
+        load_model,
+        parse_scale,
+        photo_paths,
+        read_photo,
+    )
     from blurfield.viz import save_png
 
     rc = cfg.restore
+    apply_threads(rc)
     photos = photo_paths(args.inputs, "estimate")
     scale = parse_scale(rc.scale)
     model = load_model(rc)

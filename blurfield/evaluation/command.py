@@ -120,8 +120,8 @@ def _signature(cfg: DictConfig) -> dict[str, Any]:
     sig = {k: ev[k] for k in SIGNATURE_KEYS}
     sig["root"] = str(Path(str(ev.root)).resolve()) if ev.root else None
     sig["restore"] = OmegaConf.to_container(cfg.restore, resolve=True)
-    sig["restore"].pop("device", None)
-    sig["restore"].pop("out_dir", None)
+    for key in ("device", "out_dir", "threads", "skip_tol", "restore_scale"):  # unused here
+        sig["restore"].pop(key, None)
     return json.loads(json.dumps(sig, default=str))
 
 

@@ -20,7 +20,7 @@ from blurfield.restore.scale import (
     upscale_mixing,
     upscaled_kernel_size,
 )
-from blurfield.restore.tiles import auto_overlap, restore_tiled, tile_grid
+from blurfield.restore.tiles import auto_overlap, progress_bar, restore_tiled, tile_grid
 
 __all__ = [
     "Decision",
@@ -32,6 +32,7 @@ __all__ = [
     "no_harm_richardson_lucy",
     "noharm",
     "noise_sigma",
+    "progress_bar",
     "reliable_mask",
     "restore_tiled",
     "richardson_lucy",

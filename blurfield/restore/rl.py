@@ -129,6 +129,7 @@ def richardson_lucy(
     check: bool = True,
     stop_error: float | None = None,
     callback: Callable[[int, Tensor, float], None] | None = None,
+    skip_tol: float | None = 0.0,
 ) -> RLResult:
     """Restore ``blurry_linear`` blurred by the field (kernels, mixing); see the module doc.
 
@@ -154,6 +155,12 @@ def richardson_lucy(
             it; None: no such stop.
         callback: called as ``callback(t, x, err)`` for every evaluated iterate ``x``
             (``t`` updates applied, ``err = reblur_error[t]``).
+        skip_tol: basis elements whose mixing is <= this everywhere in ``mixing`` are
+            dropped from the operator (:class:`~blurfield.physics.BlurField`; the kept
+            mixing is renormalised, every application of ``H`` is then within
+            ``eps (max x - min x)`` of the full one per pixel, ``eps <= (B - kept) skip_tol``
+            the largest dropped mass, and RL is exact RL for that operator). 0: only
+            elements that are zero everywhere (exact); None: none.
     Returns:
         :class:`RLResult`.
     """
@@ -168,7 +175,7 @@ def richardson_lucy(
     if iterations < 0:
         raise ValueError(f"iterations: must be >= 0, got {iterations}")
     op = BlurField(kernels.to(v.dtype), mixing.to(v.dtype), padding=padding, method=method,
-                   check=check)
+                   check=check, skip_tol=skip_tol)
     x = pad(v, op.kernel_size, "same") if padding == "valid" else v
     x = x.clamp(min=0)
     col_sums = op.ht_one().clamp(min=eps)  # (N, 1, H, W)

@@ -27,6 +27,13 @@ OVERLAP_PER_TAP = 2  # default overlap = OVERLAP_PER_TAP * (K - 1) pixels
 Window = tuple[int, int, int, int]  # y0, y1, x0, x1 (end exclusive)
 
 
+def progress_bar(total: int, desc: str, enabled: bool = True) -> tqdm:
+    """A tqdm bar over ``total`` RL iterations with the time left (ETA); a no-op bar when
+    not ``enabled`` or when stderr is not a terminal."""
+    return tqdm(total=total, desc=desc, unit="it", leave=False,
+                disable=None if enabled else True, dynamic_ncols=True)
+
+
 def auto_overlap(kernel_size: int) -> int:
     """The default tile overlap for K x K kernels: ``2 (K - 1)`` pixels (module doc)."""
     return OVERLAP_PER_TAP * (kernel_size - 1)
@@ -76,8 +83,10 @@ def restore_tiled(
         overlap: pixels added around each core; None = :func:`auto_overlap`.
         iterations: the fixed number of updates of every tile.
         device: where the tiles are restored (default: the photo's device).
-        progress: a tqdm bar over the tiles.
-        rl_options: passed on to :func:`richardson_lucy` (``early_stop`` is forced off).
+        progress: a tqdm bar (on stderr) over every tile's iterations, with the time left.
+        rl_options: passed on to :func:`richardson_lucy` (``early_stop`` is forced off;
+            ``skip_tol`` applies per tile: elements whose mixing is below it everywhere in
+            the tile's region are dropped there; ``callback`` is called for every tile).
     Returns:
         :class:`RLResult`; ``reblur_error[t]`` is the mean over tiles of their error after
         ``t`` updates, weighted by core area (each tile's error covers its whole region).
@@ -89,24 +98,37 @@ def restore_tiled(
     overlap = auto_overlap(k) if overlap is None else overlap
     device = torch.device(device) if device is not None else blurry_linear.device
     rl_options = {**rl_options, "early_stop": False}
+    user_callback = rl_options.pop("callback", None)
     kernels = kernels.to(device)
     out = torch.empty_like(blurry_linear)
     errors = torch.zeros(iterations + 1, dtype=torch.float64)
     grid = tile_grid(height, width, tile, overlap)
-    for core, region in tqdm(grid, desc="tiles", unit="tile", leave=False,
-                             disable=not progress or len(grid) == 1):
-        ry0, ry1, rx0, rx1 = region
-        if min(ry1 - ry0, rx1 - rx0) <= k:
-            raise ValueError(f"tile: region {ry1 - ry0}x{rx1 - rx0} is not larger than the "
-                             f"{k}x{k} kernels; use a larger tile")
-        v = blurry_linear[..., ry0:ry1, rx0:rx1].to(device)
-        m = mixing(region) if callable(mixing) else mixing[..., ry0:ry1, rx0:rx1]
-        res = richardson_lucy(v, kernels, m.to(device=device, dtype=v.dtype),
-                              iterations=iterations, **rl_options)
-        cy0, cy1, cx0, cx1 = core
-        out[..., cy0:cy1, cx0:cx1] = res.image[..., cy0 - ry0:cy1 - ry0, cx0 - rx0:cx1 - rx0].to(
-            out.device)
-        errors += torch.tensor(res.reblur_error, dtype=torch.float64) * (
-            (cy1 - cy0) * (cx1 - cx0) / (height * width))
-        del res, v, m
+    bar = progress_bar(len(grid) * iterations, f"RL, {len(grid)} tile"
+                       f"{'s' if len(grid) != 1 else ''}", progress)
+
+    def callback(t: int, x: Tensor, err: float) -> None:
+        if t > 0:
+            bar.update(1)
+        if user_callback is not None:
+            user_callback(t, x, err)
+
+    try:
+        for i, (core, region) in enumerate(grid):
+            ry0, ry1, rx0, rx1 = region
+            if min(ry1 - ry0, rx1 - rx0) <= k:
+                raise ValueError(f"tile: region {ry1 - ry0}x{rx1 - rx0} is not larger than "
+                                 f"the {k}x{k} kernels; use a larger tile")
+            bar.set_postfix_str(f"tile {i + 1}/{len(grid)}", refresh=False)
+            v = blurry_linear[..., ry0:ry1, rx0:rx1].to(device)
+            m = mixing(region) if callable(mixing) else mixing[..., ry0:ry1, rx0:rx1]
+            res = richardson_lucy(v, kernels, m.to(device=device, dtype=v.dtype),
+                                  iterations=iterations, callback=callback, **rl_options)
+            cy0, cy1, cx0, cx1 = core
+            out[..., cy0:cy1, cx0:cx1] = res.image[
+                ..., cy0 - ry0:cy1 - ry0, cx0 - rx0:cx1 - rx0].to(out.device)
+            errors += torch.tensor(res.reblur_error, dtype=torch.float64) * (
+                (cy1 - cy0) * (cx1 - cx0) / (height * width))
+            del res, v, m
+    finally:
+        bar.close()
     return RLResult(out, errors.tolist(), iterations)
