@@ -238,12 +238,14 @@ def bench_e2e(tmp: Path, iterations: int, compare: bool, extra: list[str],
                   f"unskipped / skipped time {secs0 / secs:.2f}")
 
 
-def bench_probes(tmp: Path, iterations: int, names: list[str]) -> None:
+def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: int,
+                 restore_scale: str) -> None:
     from blurfield import api
     from blurfield.imageio import read_image
     from blurfield.physics import to_linear as lin
 
-    print(f"\n3. no-harm probes against the restoration, in this process, "
+    print(f"\n3. no-harm probes against the restoration (restore_scale {restore_scale}; RL "
+          f"timed over {rl_iterations} iterations, scaled to {iterations}), in this process, "
           f"{torch.get_num_threads()} threads; {load()}")
     model = api.load_estimator()
     for name in names:
@@ -263,8 +265,9 @@ def bench_probes(tmp: Path, iterations: int, names: list[str]) -> None:
         a = api._assess(x, field, low, torch.device("cpu"), 2.2, options, 10, 0.4, 1.5, 1.0)
         t_probe = time.perf_counter() - t0
         t0 = time.perf_counter()
-        api.restore(x, field, iterations=iterations, no_harm=False, device="cpu")
-        t_rl = time.perf_counter() - t0
+        api.restore(x, field, iterations=rl_iterations, no_harm=False, device="cpu",
+                    restore_scale=restore_scale)
+        t_rl = (time.perf_counter() - t0) * iterations / max(1, rl_iterations)
         total = t_est + t_probe + t_rl
         print(f"  {name:>5}: estimate {t_est:.1f} s, probes {t_probe:.1f} s (blend "
               f"{a.blend:.2f}), RL {t_rl:.1f} s; probes' share {t_probe / total:.0%}, "
@@ -337,6 +340,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--photos", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--compare", action="store_true")
+    p.add_argument("--probe-rl-iterations", type=int, default=ITERATIONS,
+                   help="section 3: RL iterations timed (scaled to --iterations)")
+    p.add_argument("--restore-scale", default="full", help="section 3: restore_scale of RL")
     p.add_argument("--e2e-args", nargs="*", default=[])
     p.add_argument("--handmade", type=Path)
     p.add_argument("--field-scale", type=float, default=2.0)
@@ -351,7 +357,8 @@ def main() -> None:
         if "e2e" in a.sections:
             bench_e2e(Path(tmp), a.iterations, a.compare, a.e2e_args, a.photos)
         if "probes" in a.sections:
-            bench_probes(Path(tmp), a.iterations, a.photos)
+            bench_probes(Path(tmp), a.iterations, a.photos, a.probe_rl_iterations,
+                         a.restore_scale)
     if "scale" in a.sections:
         if a.handmade is None:
             p.error("--sections scale needs --handmade DIR")
