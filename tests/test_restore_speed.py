@@ -8,6 +8,7 @@ import pytest
 import skimage.data
 import skimage.transform
 import torch
+from moments import splat_line
 
 from blurfield import api
 from blurfield.api import Field, resolve_threads, restore, restore_scale_factor, save_field
@@ -20,16 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def line_kernel(size: int, angle: float, length: float) -> torch.Tensor:
-    k = np.zeros((size, size))
-    c = size // 2
-    for t in np.linspace(-length / 2, length / 2, 200):
-        y, x = c + t * np.sin(angle), c + t * np.cos(angle)
-        y0, x0 = int(np.floor(y)), int(np.floor(x))
-        fy, fx = y - y0, x - x0
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                k[y0 + dy, x0 + dx] += wy * wx
-    return torch.tensor(k / k.sum(), dtype=torch.float32)
+    return torch.tensor(splat_line(size, angle, length), dtype=torch.float32)
 
 
 def astronaut(size: int) -> torch.Tensor:

@@ -10,6 +10,7 @@ import skimage.data
 import skimage.transform
 import torch
 import torch.nn.functional as F
+from moments import splat_line
 
 from blurfield.physics import blur, saturate, to_display, to_linear
 from blurfield.restore import (
@@ -33,20 +34,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # --------------------------------------------------------------------------- helpers
 
 
-def line_kernel(size: int, angle: float, length: float) -> np.ndarray:
-    """A straight motion blur of ``length`` px at ``angle`` (bilinear splats), sum 1."""
-    k = np.zeros((size, size))
-    c = size // 2
-    for t in np.linspace(-length / 2, length / 2, 200):
-        y, x = c + t * np.sin(angle), c + t * np.cos(angle)
-        y0, x0 = int(np.floor(y)), int(np.floor(x))
-        fy, fx = y - y0, x - x0
-        for dy, wy in ((0, 1 - fy), (1, fy)):
-            for dx, wx in ((0, 1 - fx), (1, fx)):
-                k[y0 + dy, x0 + dx] += wy * wx
-    return k / k.sum()
-
-
 def astronaut(size: int) -> torch.Tensor:
     """(1, 3, size, size) display values of scikit-image's astronaut photo."""
     img = skimage.transform.resize(skimage.data.astronaut(), (size, size), anti_aliasing=True)
@@ -56,8 +43,8 @@ def astronaut(size: int) -> torch.Tensor:
 def smooth_field(size: int, kernel_size: int, lengths=(0.8, 0.6, 0.35)):
     """Three line kernels mixed by smooth sigmoids across the image: (1, 3, K, K), (1, 3, S, S)."""
     k = kernel_size
-    ks = np.stack([line_kernel(k, 0.3, lengths[0] * k), line_kernel(k, 1.2, lengths[1] * k),
-                   line_kernel(k, 2.2, lengths[2] * k)])
+    ks = np.stack([splat_line(k, 0.3, lengths[0] * k), splat_line(k, 1.2, lengths[1] * k),
+                   splat_line(k, 2.2, lengths[2] * k)])
     t = torch.linspace(-1, 1, size)
     a = torch.sigmoid(4 * t)[None, :].expand(size, size)
     b = torch.sigmoid(3 * t)[:, None].expand(size, size)
