@@ -139,7 +139,7 @@ class RestoreCfg:
     no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
     no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
     skip_tol: float | None = 1e-3  # drop elements mixed <= this per tile; Hx off <= B tol range(x)
-    restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]
+    restore_scale: Any = "field"  # field | full | a factor in [1, the field's scale]
     threads: Any = "auto"  # torch threads: auto = OMP_NUM_THREADS, else the cores available
 
 
