@@ -6,10 +6,10 @@ import numpy as np
 import png
 import pytest
 import skimage.data
-import torch
+from fields import line_field
 
 from blurfield import api
-from blurfield.api import Field, load_field, save_field
+from blurfield.api import load_field, save_field
 from blurfield.cli import main
 from blurfield.imageio import read_image, write_image
 
@@ -20,13 +20,6 @@ def photo(h: int = 48, w: int = 64) -> np.ndarray:
     return skimage.data.astronaut()[: h * 4 : 4, : w * 4 : 4].astype(np.float32) / 255
 
 
-def line_field(h: int, w: int, k: int = 7) -> Field:
-    kernels = torch.zeros(2, k, k)
-    kernels[0, k // 2, 1:-1] = 1
-    kernels[1, 1:-1, k // 2] = 1
-    kernels /= kernels.sum((-1, -2), keepdim=True)
-    a = torch.linspace(0, 1, w).expand(h, w)
-    return Field(kernels, torch.stack([a, 1 - a]), scale=1.0, image_size=(h, w))
 
 
 def listing(d) -> set[str]:

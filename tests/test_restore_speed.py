@@ -8,6 +8,7 @@ import pytest
 import skimage.data
 import skimage.transform
 import torch
+from fields import line_field
 from moments import splat_line
 
 from blurfield import api
@@ -134,13 +135,6 @@ def test_threads_setting(monkeypatch):
             resolve_threads(bad)
 
 
-def line_field(h: int, w: int, k: int = 7) -> Field:
-    kernels = torch.zeros(2, k, k)
-    kernels[0, k // 2, 1:-1] = 1
-    kernels[1, 1:-1, k // 2] = 1
-    kernels /= kernels.sum((-1, -2), keepdim=True)
-    a = torch.linspace(0, 1, w).expand(h, w)
-    return Field(kernels, torch.stack([a, 1 - a]), scale=1.0, image_size=(h, w))
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -70,17 +70,16 @@ def restore_options(rc: DictConfig) -> dict:
 
 
 def parse_restore_scale(value: Any) -> float | str:
-    """``restore.restore_scale``: "full", "field" or a number >= 1."""
-    if str(value) in ("full", "field"):
-        return str(value)
+    """``restore.restore_scale``: "full", "field" or a number >= 1 (checked by
+    :func:`blurfield.api.restore_scale_factor`, the one place that reads it)."""
+    from blurfield.api import restore_scale_factor
+
     try:
-        r = float(value)
-    except (TypeError, ValueError):
-        r = float("nan")
-    if not r >= 1:
+        restore_scale_factor(value, float("inf"))
+    except ValueError:
         raise UserError(f"restore.restore_scale: {value!r} is not 'full', 'field' or a "
-                        "number >= 1")
-    return r
+                        "number >= 1") from None
+    return str(value) if str(value) in ("full", "field") else float(value)
 
 
 def apply_threads(rc: DictConfig) -> int:
