@@ -9,14 +9,16 @@ is ``<sequence>_<frame>``; ``image_id`` is ``<split>/<sequence>/<frame>``; ``sou
 ``gopro/blur`` or ``gopro/blur_gamma`` (``--blur``: ``blur`` averages the gamma-encoded
 frames, ``blur_gamma`` averages in linear light).
 
-Shards are written to a temporary name and renamed when complete, with a fixed member
-mtime (byte-identical reruns). Pairs whose sharp frame is missing are skipped and counted.
+Shards are written by :class:`blurfield.data.writer.ShardWriter` (a temporary name,
+renamed when complete; fixed member mtime: byte-identical reruns). Pairs whose sharp frame
+is missing are skipped and counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +26,9 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from blurfield.fileio import write_atomic
-
 HELP = "convert the GoPro dataset (GOPRO_Large layout) into has_field=false shards"
 SPLITS = ("train", "test")
 BLUR_DIRS = ("blur", "blur_gamma")
-MTIME = 0.0  # fixed tar member time
 
 
 @dataclass
@@ -108,23 +107,22 @@ def encode_pair(pair: Pair, blur: str, kernel_size: int, gamma: float) -> dict:
 def write_shards(pairs: list[Pair], out: Path, prefix: str, shard_size: int, blur: str,
                  kernel_size: int, gamma: float, progress: bool = True) -> list[Path]:
     """Write ``out/{prefix}-NNNNNN.tar`` (each via a temp file, then renamed)."""
-    import webdataset as wds
     from tqdm import tqdm
+
+    from blurfield.data.writer import write_shard
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
     bar = tqdm(total=len(pairs), desc=f"gopro {prefix}", unit="pair", disable=not progress)
+
+    def encoded(chunk: list[Pair]) -> Iterator[dict]:
+        for pair in chunk:
+            yield encode_pair(pair, blur, kernel_size, gamma)
+            bar.update(1)
+
     for start in range(0, len(pairs), shard_size):
         path = out / f"{prefix}-{start // shard_size:06d}.tar"
-
-        def write(f, chunk=pairs[start : start + shard_size]) -> None:
-            writer = wds.TarWriter(f, mtime=MTIME)
-            for pair in chunk:
-                writer.write(encode_pair(pair, blur, kernel_size, gamma))
-                bar.update(1)
-            writer.close()
-
-        write_atomic(path, write)
+        write_shard(path, encoded(pairs[start : start + shard_size]))
         written.append(path)
     bar.close()
     return written

@@ -108,17 +108,14 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int) -> Sampl
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from data_prep.shards import TarShard
+    from blurfield.data.writer import write_shard
 
     if args.kernel_size % 2 == 0 or args.kernel_size < 25:
         raise UserError(f"--kernel-size {args.kernel_size}: must be odd and >= 25")
     if args.size < 64:
         raise UserError(f"--size {args.size}: must be >= 64")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    shard = TarShard(out, "handmade-000000.tar")
-    for i, name in enumerate(PHOTOS):
-        shard.add(encode_sample(make(name, i, args.size, args.kernel_size, args.seed)))
-    shard.finish()
-    print(f"wrote {len(PHOTOS)} samples to {shard.final}")
+    path = Path(args.out) / "handmade-000000.tar"
+    n = write_shard(path, (encode_sample(make(name, i, args.size, args.kernel_size, args.seed))
+                           for i, name in enumerate(PHOTOS)))
+    print(f"wrote {n} samples to {path}")
     return 0

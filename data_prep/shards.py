@@ -14,8 +14,9 @@ Steps:
    p-th sample of a split goes to ``<split>-{p // shard_size:06d}.tar``. Sample i's content
    depends only on (config, seed, i): its generator is ``default_rng(sample_seed(seed, i))``.
 3. **Write**: worker processes (``workers``; 0 = in this process) synthesise and PNG-encode
-   samples; this process writes each shard in sample order under ``.<name>.tmp`` and renames
-   it when complete. Members carry a fixed mtime, so the same config gives byte-identical
+   samples; this process writes each shard in sample order with
+   :class:`blurfield.data.writer.ShardWriter` (a temp file ``.<name>.<random>.tmp``,
+   renamed when complete). Members carry a fixed mtime, so the same config gives byte-identical
    shards whatever ``workers`` is. A rerun keeps every complete shard and rebuilds the rest:
    no sample is duplicated or lost. A rerun with another config into the same ``out_dir`` is
    refused. Samples that fail are listed in ``failed/<shard>.json``, written just before
@@ -41,10 +42,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from blurfield.fileio import write_text_atomic
+from blurfield.data.writer import MTIME, ShardWriter
+from blurfield.fileio import temp_files, write_text_atomic
 
 HELP = "build synthetic training shards (scenes x camera-shake kernels) in shards.out_dir"
 ALIASES = {
@@ -63,7 +63,6 @@ ALIASES = {
     "--seed": "shards.seed",
     "--workers": "shards.workers",
 }
-MTIME = 946684800  # 2000-01-01: every tar member's mtime (byte-identical reruns)
 PLAN_FILE = "plan.json"
 FAILED_DIR = "failed"  # failed/<shard stem>.json: the failed samples of one shard
 MANIFEST = "manifest.json"
@@ -298,33 +297,6 @@ def _read_json(path: Path) -> Any:
                          "it and rerun") from None
 
 
-class TarShard:
-    """A shard written under ``.<name>.tmp`` and renamed to ``<name>`` by :meth:`finish`."""
-
-    def __init__(self, out: Path, name: str):
-        self.final = out / name
-        self.tmp = out / f".{name}.tmp"
-        self.fh = open(self.tmp, "wb")
-        self.tar = tarfile.TarFile(fileobj=self.fh, mode="w", format=tarfile.USTAR_FORMAT)
-
-    def add(self, encoded: dict[str, Any]) -> None:
-        key = encoded["__key__"]
-        for member in sorted(k for k in encoded if not k.startswith("__")):
-            data = encoded[member]
-            info = tarfile.TarInfo(f"{key}.{member}")
-            info.size, info.mtime, info.mode = len(data), MTIME, 0o644
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            self.tar.addfile(info, io.BytesIO(data))
-
-    def finish(self) -> None:
-        self.tar.close()
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        os.replace(self.tmp, self.final)
-
-
 def fingerprint(cfg: DictConfig, kernels: dict) -> tuple[str, dict]:
     """A hash of everything that changes the shards' bytes, and that content."""
     from blurfield.data.schema import SCHEMA_VERSION
@@ -540,7 +512,7 @@ def _write_record(out: Path, shard: str, failed: dict[str, dict]) -> None:
 
 def _write_samples(runner, out, todo, shards, failed, progress, tqdm) -> None:
     left = {(it.split, it.shard): len(shards[(it.split, it.shard)]) for it in todo}
-    open_: dict[tuple[str, int], TarShard] = {}
+    open_: dict[tuple[str, int], ShardWriter] = {}
     shard_failed: dict[tuple[str, int], dict[str, dict]] = {}
     try:
         bar = tqdm(total=len(todo), unit="sample", desc="shards", disable=not progress)
@@ -549,22 +521,30 @@ def _write_samples(runner, out, todo, shards, failed, progress, tqdm) -> None:
             it = by_index[index]
             k = (it.split, it.shard)
             if k not in open_:
-                open_[k] = TarShard(out, shard_name(*k))
+                open_[k] = _open_shard(out / shard_name(*k))
             if encoded is None:
                 rec = {"image_id": it.image_id, "reason": reason}
                 shard_failed.setdefault(k, {})[it.key] = rec
                 failed[it.key] = rec
             else:
-                open_[k].add(encoded)
+                open_[k].write(encoded)
             left[k] -= 1
             if left[k] == 0:
                 _write_record(out, shard_name(*k), shard_failed.pop(k, {}))
-                open_.pop(k).finish()
+                open_.pop(k).close()
             bar.update(1)
         bar.close()
     finally:
-        for s in open_.values():  # interrupted: leave the temp file, a rerun rebuilds it
-            s.fh.close()
+        for s in open_.values():  # interrupted: drop the partial shard, a rerun rebuilds it
+            s.abort()
+
+
+def _open_shard(path: Path) -> ShardWriter:
+    """The writer of one shard to (re)build, after removing the temp files that a killed
+    run left for it (a shard is built by one process: parts never share one)."""
+    for t in temp_files(path):
+        t.unlink(missing_ok=True)
+    return ShardWriter(path)
 
 
 def _pattern(out: Path, split: str, n: int) -> str | None:
@@ -648,5 +628,5 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     return 0
 
 
-__all__ = ["build", "make_plan", "split_of", "shard_name", "KernelSource", "TarShard", "run",
+__all__ = ["MTIME", "build", "make_plan", "split_of", "shard_name", "KernelSource", "run",
            "tune_malloc"]

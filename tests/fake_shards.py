@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import webdataset as wds
 
 from blurfield.data.schema import Sample, encode_sample, hard_masks, make_meta
 from blurfield.physics import blur, smooth_masks, to_display, to_linear
@@ -64,11 +63,11 @@ def make_sample(key: str, seed: int, size: int = 96, kernel_size: int = 9,
 
 
 def write_shard(path: Path, samples: list[Sample]) -> Path:
-    """Write samples to one tar (fixed mtime: byte-identical for the same samples)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with wds.TarWriter(str(path), mtime=0) as w:
-        for s in samples:
-            w.write(encode_sample(s))
+    """Write samples to one tar with the project's shard writer (byte-identical for the
+    same samples)."""
+    from blurfield.data.writer import write_shard as write
+
+    write(path, (encode_sample(s) for s in samples))
     return path
 
 

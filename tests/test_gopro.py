@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image
 
 from blurfield.data.schema import PAIR_MEMBERS, decode_sample
+from blurfield.data.writer import MTIME
 from data_prep.__main__ import main
 
 
@@ -42,7 +43,7 @@ def _read(path: Path) -> dict[str, dict[str, bytes]]:
     samples: dict[str, dict[str, bytes]] = defaultdict(dict)
     with tarfile.open(path) as tar:
         for m in tar.getmembers():
-            assert m.mtime == 0
+            assert m.mtime == MTIME
             key, member = m.name.split(".", 1)
             samples[key][member] = tar.extractfile(m).read()
     return samples

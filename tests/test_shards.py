@@ -81,7 +81,8 @@ def test_resume_after_simulated_crash_is_byte_identical(ref, tmp_path):
     (out / "train-000001.tar").unlink()
     (out / "val-000000.tar").unlink()
     (out / "manifest.json").unlink()
-    (out / ".train-000001.tar.tmp").write_bytes(b"half a shard")
+    (out / ".train-000001.tar.tmp").write_bytes(b"half a shard")  # an earlier writer's name
+    (out / ".val-000000.tar.x1y2z3.tmp").write_bytes(b"half a shard")  # ShardWriter's
     before = {n: (out / n).stat().st_mtime_ns for n in ("train-000000.tar", "train-000002.tar")}
     build(small_cfg(out), progress=False)
     assert tar_bytes(out) == tar_bytes(ref)
