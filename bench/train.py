@@ -125,7 +125,7 @@ def bench(args: argparse.Namespace) -> list[tuple[str, float, float, str]]:
                      f"{100 * both / steps[p]:.1f}% of step"))
     shards = args.shards or _default_shards()
     if shards:
-        from blurfield.data.datamodule import datamodule_throughput
+        from blurfield.data.throughput import datamodule_throughput
 
         r = datamodule_throughput(shards, kernel_size=K, crop_size=args.size,
                                   batch_size=args.batch, n_samples=8 * args.batch)

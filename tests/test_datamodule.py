@@ -17,9 +17,10 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 import blurfield.data.datamodule as dmod
+import blurfield.data.streams as streams
 from blurfield.config import DataCfg
-from blurfield.data import BlurDataModule, segment_weights
-from blurfield.data.datamodule import BATCH_KEYS, expand_shards
+from blurfield.data import BlurDataModule, expand_shards, segment_weights
+from blurfield.data.batch import BATCH_KEYS
 from blurfield.physics import reblur
 
 K, C, SIZE = 9, 32, 96
@@ -254,7 +255,7 @@ def test_require_field_drops_pairs_with_a_count(shards, monkeypatch):
     batches = list(dm.train_dataloader())
     assert all(b["has_field"].all() for b in batches)
     assert dm.stats["dropped_pairs"] >= 1
-    monkeypatch.setattr(dmod, "MAX_CONSECUTIVE_DROPS", 20)
+    monkeypatch.setattr(streams, "MAX_CONSECUTIVE_DROPS", 20)
     dm = BlurDataModule(cfg(d, train_shards=str(d / "pair-000000.tar")), K)
     with pytest.raises(ValueError, match="require_field"):
         list(dm.train_dataloader())
@@ -278,7 +279,7 @@ def test_corrupt_shards_are_skipped_and_counted(shards, tmp_path, caplog):
     c = cfg(d, train_shards=str(bad / "a-*.tar"), samples_per_epoch=24, shuffle_buffer=2,
             require_field=False, key_log=str(tmp_path / "keys"))
     dm = BlurDataModule(c, K)
-    with caplog.at_level("WARNING", logger="blurfield.data.datamodule"):
+    with caplog.at_level("WARNING", logger="blurfield.data.streams"):
         n = sum(b["blurry"].shape[0] for b in dm.train_dataloader())
     assert n == 24
     st = dm.stats

@@ -84,8 +84,7 @@ def test_tar_headers_are_pinned(encoded, tmp_path):
 
 def test_shard_is_read_back_by_the_datamodule(encoded, tmp_path):
     from blurfield.config import DataCfg
-    from blurfield.data import BlurDataModule
-    from blurfield.data.datamodule import count_samples
+    from blurfield.data import BlurDataModule, count_samples
 
     path = tmp_path / "val-000000.tar"
     write_shard(path, encoded)
