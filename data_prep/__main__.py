@@ -16,7 +16,7 @@ from blurfield.commandline import command_parser, dispatch
 
 SUBCOMMANDS: dict[str, str] = {
     "kernels": "data_prep.kernels.command",
-    "shards": "data_prep.shards",
+    "shards": "data_prep.shards.command",
     "gopro": "data_prep.gopro",
     "handmade": "data_prep.handmade",
 }

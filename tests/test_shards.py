@@ -222,7 +222,7 @@ def test_parts_then_a_final_pass_equal_one_run(ref, tmp_path, monkeypatch):
     def no_sample(item):
         raise AssertionError("the final pass built a sample")
 
-    monkeypatch.setattr("data_prep.shards._make_one", no_sample)
+    monkeypatch.setattr("data_prep.shards.workers.make_one", no_sample)
     m = build(small_cfg(out), progress=False)  # the final, non-array pass
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.tar")} == before
     assert tar_bytes(out) == tar_bytes(ref)
@@ -282,14 +282,14 @@ def test_failures_are_counted_once_across_parts_and_rebuilds(tmp_path, monkeypat
 
 
 def test_plan_is_created_once_and_compared(tmp_path):
-    from data_prep.shards import _store_plan
+    from data_prep.shards.plan import store_plan
 
     plan = {"fingerprint": "a", "content": {}, "eligible": [["x", "y"]], "skipped": []}
-    _store_plan(tmp_path, plan)
-    _store_plan(tmp_path, json.loads(json.dumps(plan)))  # a parallel part: same plan
+    store_plan(tmp_path, plan)
+    store_plan(tmp_path, json.loads(json.dumps(plan)))  # a parallel part: same plan
     with pytest.raises(ValueError, match="other scenes"):
-        _store_plan(tmp_path, {**plan, "eligible": []})
-    _store_plan(tmp_path, {**plan, "fingerprint": "b"})  # a stale plan of another config
+        store_plan(tmp_path, {**plan, "eligible": []})
+    store_plan(tmp_path, {**plan, "fingerprint": "b"})  # a stale plan of another config
     assert json.loads((tmp_path / "plan.json").read_text())["fingerprint"] == "b"
     assert [p.name for p in tmp_path.iterdir()] == ["plan.json"]
 
