@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from types import ModuleType
 
 from blurfield.commandline import command_parser, dispatch
 
@@ -26,10 +27,13 @@ def _quiet_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
 
-def _parser(name: str, mod) -> argparse.ArgumentParser:
+def _parser(name: str, mod: ModuleType) -> argparse.ArgumentParser:
+    """The subcommand's parser: the shared grammar, ``--quiet``, its aliases and flags."""
+    example = "kernels/tremor" if name == "kernels" else "shards/builtin"
     return command_parser(f"python -m data_prep {name}", mod,
-                          epilog="key=value words override config keys.",
-                          config_example="kernels/tremor", inputs_help="key=value overrides",
+                          epilog="key=value words override config keys (e.g. "
+                                 "shards.shard_size=16); a flag 'alias of K' sets key K.",
+                          config_example=example, inputs_help="key=value overrides",
                           common=_quiet_flag)
 
 

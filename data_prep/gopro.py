@@ -1,5 +1,5 @@
-"""``python -m data_prep gopro --root GOPRO_DIR --out DIR``: GoPro pairs -> shards
-(docs/design.md §8).
+"""``python -m data_prep gopro --root GOPRO_DIR --out DIR [--config FILE] [shards.key=value]``:
+GoPro pairs -> shards (docs/design.md §8).
 
 Reads the GoPro (Nah et al. 2017) layout ``GOPRO_Large/{train,test}/<sequence>/{blur,
 blur_gamma,sharp}/NNNNNN.png`` and writes ``DIR/{split}-NNNNNN.tar`` shards in the sample
@@ -8,6 +8,11 @@ schema of ``blurfield.data.schema`` with ``has_field: false``: members ``blurry.
 is ``<sequence>_<frame>``; ``image_id`` is ``<split>/<sequence>/<frame>``; ``source`` is
 ``gopro/blur`` or ``gopro/blur_gamma`` (``--blur``: ``blur`` averages the gamma-encoded
 frames, ``blur_gamma`` averages in linear light).
+
+Samples per shard and the meta ``kernel_size`` (the sharp margin the DataModule crops) and
+``gamma`` are the ``shards`` section's keys, with their schema defaults: ``--shard-size``,
+``--kernel-size`` and ``--gamma`` are aliases of ``shards.shard_size``,
+``shards.kernel_size`` and ``shards.gamma``, ``--root`` of ``shards.root``.
 
 Shards are written by :class:`blurfield.data.writer.ShardWriter` (a temporary name,
 renamed when complete; fixed member mtime: byte-identical reruns). Pairs whose sharp frame
@@ -26,7 +31,15 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from blurfield.errors import UserError
+
 HELP = "convert the GoPro dataset (GOPRO_Large layout) into has_field=false shards"
+ALIASES = {
+    "--root": "shards.root",  # GOPRO_Large, holding train/ and test/ (required)
+    "--shard-size": "shards.shard_size",
+    "--kernel-size": "shards.kernel_size",  # meta kernel_size: the sharp margin of the crops
+    "--gamma": "shards.gamma",  # meta gamma
+}
 SPLITS = ("train", "test")
 BLUR_DIRS = ("blur", "blur_gamma")
 
@@ -45,16 +58,15 @@ class Pair:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", required=True, help="GoPro root holding train/ and test/")
-    p.add_argument("--out", required=True, help="output folder for the shards")
+    """gopro's own flags; shard size, kernel size and gamma are ``shards.*`` keys
+    (:data:`ALIASES`)."""
+    p.add_argument("--out", required=True,
+                   help="output folder for the shards (required; not shards.out_dir, whose "
+                        "default is the synthetic set's folder)")
     p.add_argument("--blur", choices=BLUR_DIRS, default="blur",
                    help="which blurry frames to use (default: blur)")
     p.add_argument("--splits", default="train,test", help="comma-separated (default: train,test)")
-    p.add_argument("--shard-size", type=int, default=64, help="samples per shard (default 64)")
     p.add_argument("--limit", type=int, default=0, help="pairs per split at most (0 = all)")
-    p.add_argument("--kernel-size", type=int, default=33,
-                   help="meta kernel_size (the sharp margin the DataModule crops; default 33)")
-    p.add_argument("--gamma", type=float, default=2.2, help="meta gamma (default 2.2)")
 
 
 def find_pairs(root: Path, split: str, blur: str = "blur") -> tuple[list[Pair], int]:
@@ -128,15 +140,21 @@ def write_shards(pairs: list[Pair], out: Path, prefix: str, shard_size: int, blu
     return written
 
 
-def convert(root: str | Path, out: str | Path, *, blur: str = "blur",
-            splits: tuple[str, ...] = SPLITS, shard_size: int = 64, limit: int = 0,
-            kernel_size: int = 33, gamma: float = 2.2, progress: bool = True
-            ) -> dict[str, tuple[int, int, int]]:
-    """Convert each split; returns {split: (pairs written, shards, pairs skipped)}."""
+def convert(root: str | Path, out: str | Path, *, shard_size: int, kernel_size: int,
+            gamma: float, blur: str = "blur", splits: tuple[str, ...] = SPLITS, limit: int = 0,
+            progress: bool = True) -> dict[str, tuple[int, int, int]]:
+    """Convert each split; returns {split: (pairs written, shards, pairs skipped)}.
+
+    ``shard_size``, ``kernel_size`` and ``gamma`` are the ``shards`` section's (the command
+    passes them from the config)."""
     if blur not in BLUR_DIRS:
         raise ValueError(f"--blur {blur}: expected one of {BLUR_DIRS}")
     if shard_size < 1:
-        raise ValueError(f"--shard-size {shard_size}: must be >= 1")
+        raise ValueError(f"shards.shard_size={shard_size}: must be >= 1")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"shards.kernel_size={kernel_size}: must be odd and >= 1")
+    if gamma <= 0:
+        raise ValueError(f"shards.gamma={gamma}: must be > 0")
     root, out = Path(root), Path(out)
     if not root.is_dir():
         raise ValueError(f"--root {root}: not a folder (point it at GOPRO_Large)")
@@ -151,18 +169,22 @@ def convert(root: str | Path, out: str | Path, *, blur: str = "blur",
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from blurfield.errors import UserError
-
+    """Convert the splits of ``shards.root`` (``--root``) into ``--out``, with
+    ``shards.shard_size``, ``shards.kernel_size`` and ``shards.gamma``."""
+    sc = cfg.shards
     if args.inputs:
-        raise UserError(f"unexpected argument '{args.inputs[0]}'")
+        raise UserError(f"unexpected argument '{args.inputs[0]}' (expected shards.key=value)")
+    if not sc.root:
+        raise UserError("--root (shards.root) is required: the GOPRO_Large folder holding "
+                        "train/ and test/")
     splits = tuple(s.strip() for s in args.splits.split(",") if s.strip())
     bad = [s for s in splits if s not in SPLITS]
     if bad or not splits:
         raise UserError(f"--splits {args.splits}: expected some of {','.join(SPLITS)}")
     try:
-        report = convert(args.root, args.out, blur=args.blur, splits=splits,
-                         shard_size=args.shard_size, limit=args.limit,
-                         kernel_size=args.kernel_size, gamma=args.gamma,
+        report = convert(sc.root, args.out, shard_size=sc.shard_size,
+                         kernel_size=sc.kernel_size, gamma=sc.gamma, blur=args.blur,
+                         splits=splits, limit=args.limit,
                          progress=not getattr(args, "quiet", False))
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -170,6 +192,5 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         extra = f", {missing} skipped (no sharp frame)" if missing else ""
         print(f"gopro {split}: {n} pairs in {s} shard(s) under {args.out}{extra}")
     return 0
-
 
 __all__ = ["Pair", "convert", "encode_pair", "find_pairs", "run", "write_shards"]

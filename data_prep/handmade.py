@@ -8,7 +8,7 @@ centre-cropped to at most ``--size`` px and blurred by three layers,
 - layer 1: one side of a random straight line (a depth edge);
 - layer 2: a random ellipse on top (a moving object);
 
-each with a straight **linear motion** kernel (``kornia.filters.get_motion_kernel2d``,
+each with a straight **linear motion** kernel (``blurfield.physics.kernels.line_kernel``,
 length 9–25 px, its own direction at least 30° from the others), centred in K x K. The
 blur itself is the project's synthesis (``data_prep.synth.synthesize``: smoothed,
 normalised masks, gamma 2.2, no noise), so the ground-truth field is known and the samples
@@ -17,7 +17,9 @@ are scored like any held-out synthetic set::
     python -m data_prep handmade --out data/handmade
     blurfield evaluate --config eval/synthetic --root data/handmade/handmade-000000.tar
 
-The shard is written under a temporary name and renamed when complete.
+``--kernel-size`` and ``--seed`` are aliases of ``shards.kernel_size`` and ``shards.seed``
+(their defaults are the schema's). The shard is written by
+:class:`blurfield.data.writer.ShardWriter` (a temporary name, renamed when complete).
 """
 
 from __future__ import annotations
@@ -32,16 +34,18 @@ from blurfield.data.schema import Sample, encode_sample, make_meta
 from blurfield.errors import UserError
 
 HELP = "skimage photos blurred by hand-made non-uniform fields (a held-out check)"
-ALIASES: dict[str, str] = {}
+ALIASES = {
+    "--kernel-size": "shards.kernel_size",  # K of the kernels (odd, >= 25 here)
+    "--seed": "shards.seed",  # seed of the fields
+}
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
 MIN_ANGLE = 30.0  # degrees between the layers' motion directions
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """handmade's own flags; K and the seed are ``shards.*`` keys (:data:`ALIASES`)."""
     parser.add_argument("--out", default="data/handmade", help="output folder")
     parser.add_argument("--size", type=int, default=384, help="largest crop side (px)")
-    parser.add_argument("--kernel-size", type=int, default=33, help="K (odd)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fields")
 
 
 def photo(name: str, size: int) -> np.ndarray:
@@ -108,14 +112,19 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int) -> Sampl
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    """Write ``--out``/handmade-000000.tar: one sample per photo of :data:`PHOTOS`, with
+    ``shards.kernel_size`` and ``shards.seed``."""
     from blurfield.data.writer import write_shard
 
-    if args.kernel_size % 2 == 0 or args.kernel_size < 25:
-        raise UserError(f"--kernel-size {args.kernel_size}: must be odd and >= 25")
+    k, seed = cfg.shards.kernel_size, cfg.shards.seed
+    if args.inputs:
+        raise UserError(f"unexpected argument '{args.inputs[0]}' (expected shards.key=value)")
+    if k % 2 == 0 or k < 25:
+        raise UserError(f"shards.kernel_size={k} (--kernel-size): must be odd and >= 25")
     if args.size < 64:
         raise UserError(f"--size {args.size}: must be >= 64")
     path = Path(args.out) / "handmade-000000.tar"
-    n = write_shard(path, (encode_sample(make(name, i, args.size, args.kernel_size, args.seed))
+    n = write_shard(path, (encode_sample(make(name, i, args.size, k, seed))
                            for i, name in enumerate(PHOTOS)))
     print(f"wrote {n} samples to {path}")
     return 0

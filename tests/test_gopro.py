@@ -94,3 +94,31 @@ def test_gopro_errors_are_one_line(tmp_path, capsys):
     rc = main(["gopro", "--root", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "-q"])
     err = capsys.readouterr().err.strip()
     assert rc == 2 and "not a folder" in err
+
+
+def test_gopro_takes_the_shard_keys_from_the_config(tmp_path, capsys):
+    """--shard-size/--kernel-size/--gamma/--root are aliases of shards.* keys: key=value
+    words and the flags give the same shards, and the defaults are the schema's."""
+    from blurfield.config import ShardsCfg
+
+    root = tmp_path / "GOPRO_Large"
+    _tree(root)
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert main(["gopro", "--root", str(root), "--out", str(a), "--shard-size", "2",
+                 "--gamma", "2.4", "-q"]) == 0
+    assert main(["gopro", f"shards.root={root}", "--out", str(b), "shards.shard_size=2",
+                 "shards.gamma=2.4", "-q"]) == 0
+    assert main(["gopro", "--root", str(root), "--out", str(c), "-q"]) == 0
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir()) == [
+        "test-000000.tar", "train-000000.tar", "train-000001.tar"]
+    assert all((a / n).read_bytes() == (b / n).read_bytes() for n in names)
+    (key, members), *_ = _read(c / "train-000000.tar").items()
+    meta = decode_sample({"__key__": key, **members}).meta
+    assert (meta["kernel_size"], meta["gamma"]) == (ShardsCfg.kernel_size, ShardsCfg.gamma)
+    assert sorted(p.name for p in c.iterdir()) == ["test-000000.tar", "train-000000.tar"]
+    capsys.readouterr()
+    assert main(["gopro", "--out", str(c), "-q"]) == 2
+    assert "--root (shards.root) is required" in capsys.readouterr().err
+    assert main(["gopro", "--root", str(root), "--out", str(c), "shards.shard_size=0"]) == 2
+    assert "shards.shard_size=0" in capsys.readouterr().err

@@ -66,4 +66,18 @@ def test_command_writes_samples_whose_blur_is_their_field(tmp_path):
 
 def test_command_rejects_an_even_kernel_size(tmp_path, capsys):
     assert main(["handmade", "--out", str(tmp_path), "--kernel-size", "32"]) == 2
-    assert "--kernel-size 32" in capsys.readouterr().err
+    assert "shards.kernel_size=32 (--kernel-size)" in capsys.readouterr().err
+    assert main(["handmade", "--out", str(tmp_path), "shards.kernel_size=23"]) == 2
+    assert "shards.kernel_size=23" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_seed_and_kernel_size_are_shard_keys(tmp_path):
+    """--seed/--kernel-size are aliases of shards.seed/shards.kernel_size."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["handmade", "--out", str(a), "--size", "64", "--seed", "3",
+                 "--kernel-size", "25"]) == 0
+    assert main(["handmade", "--out", str(b), "--size", "64", "shards.seed=3",
+                 "shards.kernel_size=25"]) == 0
+    name = "handmade-000000.tar"
+    assert (a / name).read_bytes() == (b / name).read_bytes()
