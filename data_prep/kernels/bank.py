@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from blurfield.fileio import AtomicFile, temp_files, write_atomic, write_text_atomic
+
 from . import boracchi, mix, render, tremor
 
 SCHEMA = 1
@@ -97,9 +99,7 @@ def _meta(cfg: Any, complete: bool) -> dict:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _check_resumable(out: Path, meta: dict) -> None:
@@ -151,19 +151,25 @@ def write_bank(cfg: Any, progress: bool = True) -> tuple[Path, int]:
                 bar.update(hi - lo)
                 continue
             kf, pf = out / f"kernels_{c:05d}.npy", out / f"params_{c:05d}.npy"
-            ktmp, ptmp = out / f".{kf.name}.tmp", out / f".{pf.name}.tmp"
-            km = np.lib.format.open_memmap(ktmp, mode="w+", dtype=np.float32, shape=(hi - lo, K, K))
-            rec = np.zeros(hi - lo, param_dtype(cfg.generator))
-            for b in range(lo, hi, int(cfg.batch_size)):
-                e = min(b + int(cfg.batch_size), hi)
-                km[b - lo:e - lo], rec[b - lo:e - lo] = generate(cfg, cfg.seed, np.arange(b, e))
-                bar.update(e - b)
-            km.flush()
-            del km
-            with open(ptmp, "wb") as fh:
-                np.save(fh, rec)
-            os.replace(ptmp, pf)
-            os.replace(ktmp, kf)
+            for t in temp_files(kf) + temp_files(pf):  # left by a killed run
+                t.unlink(missing_ok=True)
+            kfile = AtomicFile(kf)  # the kernels are memory-mapped onto its temp file
+            try:
+                km = np.lib.format.open_memmap(kfile.tmp, mode="w+", dtype=np.float32,
+                                               shape=(hi - lo, K, K))
+                rec = np.zeros(hi - lo, param_dtype(cfg.generator))
+                for b in range(lo, hi, int(cfg.batch_size)):
+                    e = min(b + int(cfg.batch_size), hi)
+                    km[b - lo:e - lo], rec[b - lo:e - lo] = generate(cfg, cfg.seed,
+                                                                     np.arange(b, e))
+                    bar.update(e - b)
+                km.flush()
+                del km
+                write_atomic(pf, lambda fh, rec=rec: np.save(fh, rec))
+            except BaseException:
+                kfile.discard()
+                raise
+            kfile.commit()  # last: chunk_done needs both files
             written += 1
     _write_json(out / "bank.json", _meta(cfg, complete=True))
     if cfg.sheet:

@@ -6,11 +6,12 @@ return uint8 arrays; ``write_pictures`` saves ``sheet.png`` and ``hist.png``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from blurfield.fileio import write_atomic
 
 from .render import correlation_to_psf
 
@@ -73,9 +74,7 @@ def histogram_panel(
 
 
 def _save_png(img: np.ndarray, path: Path) -> None:
-    tmp = path.with_name("." + path.name + ".tmp")
-    Image.fromarray(img).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: Image.fromarray(img).save(f, format="PNG"))
 
 
 def write_pictures(bank, out: Path, n: int = 64) -> None:
