@@ -1,7 +1,7 @@
 """The ``blurfield`` command: ``blurfield <command> [--config FILE ...] [key=value ...]``.
 
-Each command lives in its own module, imported only when it runs (``import lightning``
-alone costs seconds). A command module provides::
+Each command lives in its own module, ``blurfield/commands/<command>.py``, imported only
+when it runs (``import lightning`` alone costs seconds). A command module provides::
 
     HELP = "one line"
     ALIASES = {"--out": "restore.out_dir", ...}   # flags that are aliases of config keys
@@ -28,12 +28,8 @@ from blurfield.errors import UserError
 __all__ = ["COMMANDS", "UserError", "command_parser", "main", "run_command", "split_overrides"]
 
 COMMANDS: dict[str, str] = {
-    "config": "blurfield.cli_config",
-    "train": "blurfield.tasks.train",
-    "estimate": "blurfield.commands.estimate",
-    "deblur": "blurfield.commands.deblur",
-    "evaluate": "blurfield.evaluation.command",
-    "report": "blurfield.tasks.report",
+    name: f"blurfield.commands.{name}"
+    for name in ("config", "train", "estimate", "deblur", "evaluate", "report")
 }
 
 

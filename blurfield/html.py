@@ -248,6 +248,16 @@ def line_chart(series: Mapping[str, Sequence[tuple[float, float]]], *, title: st
     return "".join(out)
 
 
+def chart_row(charts: Sequence[str], *, width: int, height: int) -> str:
+    """One standalone SVG document holding ``charts`` (each ``width`` x ``height``, e.g. from
+    :func:`line_chart`) side by side."""
+    inner = "".join(f'<g transform="translate({width * i},0)">{c}</g>'
+                    for i, c in enumerate(charts))
+    total = width * len(charts)
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{total}" height="{height}" '
+            f'viewBox="0 0 {total} {height}">{inner}</svg>\n')
+
+
 def _pieces(seq: Sequence[tuple[float, float] | None]) -> list[list[tuple[float, float]]]:
     """Runs of consecutive finite points (a None ends a run)."""
     runs: list[list[tuple[float, float]]] = [[]]

@@ -18,6 +18,9 @@ Reduction (docs/design.md §8): mean over channels, then a weighted mean over pi
   :func:`pixel_grid` keeps every s-th pixel per axis: with a random offset per step the
   loss on that grid is an unbiased estimate of the full one at 1/s² of p = 1's cost.
 
+The DeblurGAN fine-tune's terms (docs/design.md §6): :func:`gradient_penalty` (WGAN-GP)
+and :func:`reblur_consistency` (the restoration reblurred by its field vs the blurry photo).
+
 Losses run with autocast off, half-precision inputs cast to float32 (bf16 would lose the
 cancellation in ``q``); float64 inputs stay float64 (the tests).
 """
@@ -25,10 +28,11 @@ cancellation in ``q``); float64 inputs stay float64 (the tests).
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from blurfield.physics import blur, reblur, saturate, to_linear
+from blurfield.physics.blur import PADDINGS
 from blurfield.physics.moments import anisotropy, field_covariance
 
 Q_EPS = 1e-12  # floor of the squared L2 kernel error before the square root
@@ -318,3 +322,58 @@ def moment_loss(
             return per_image.mean()
         v = layer_valid.any(1).to(dtype)
         return (per_image * v).sum() / v.sum().clamp(min=1)
+
+
+# --------------------------------------------------------------------------- fine-tune
+
+
+def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
+    """WGAN-GP penalty (Gulrajani et al. 2017), without the λ factor.
+
+    ``x̂_n = α_n real_n + (1 - α_n) fake_n``; the critic's value of sample n is the mean of
+    its patch map ``f(x̂_n) = mean D(x̂_n)`` (the quantity the Wasserstein estimate uses);
+    returns ``mean_n (||∇_x f(x̂_n)||_2 - 1)^2`` with the norm over (C, H, W).
+    real, fake: (N, C, H, W); alpha: (N, 1, 1, 1) in [0, 1]. Differentiable in the critic.
+    """
+    x = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
+    scores = critic(x).flatten(1).mean(1)  # (N,)
+    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
+    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
+
+
+def reblur_consistency(
+    restored: Tensor,
+    blurry: Tensor,
+    kernels: Tensor,
+    mixing: Tensor,
+    *,
+    gamma: float = 2.2,
+    padding: str = "same",
+    norm: str = "l1",
+) -> Tensor:
+    """The reblur-consistency loss of the fine-tune.
+
+    ``B̂ = reblur(to_linear(restored), kernels, mixing)`` through the camera model, then the
+    mean over channels, pixels and batch of ``|B̂ - B|`` (l1) or ``(B̂ - B)^2`` (l2).
+
+    Args:
+        restored: (N, 3, H, W) display, the generator's output Ŝ (gradients flow into it).
+        blurry: (N, 3, H, W) display, the generator's input B.
+        kernels: (N, B, K, K); mixing: (N, B, H, W) — the field of B.
+        padding: "same"/"circular" compare all H x W pixels; "valid" compares the centre
+            (H - K + 1, W - K + 1) of ``blurry`` (mixing cropped the same way).
+    """
+    if padding not in PADDINGS:
+        raise ValueError(f"reblur padding '{padding}': expected one of {PADDINGS}")
+    if norm not in ("l1", "l2"):
+        raise ValueError(f"reblur norm '{norm}': expected l1 or l2")
+    if padding == "valid":
+        k = kernels.shape[-1]
+        o, h, w = (k - 1) // 2, blurry.shape[-2] - k + 1, blurry.shape[-1] - k + 1
+        blurry = blurry[..., o : o + h, o : o + w]
+        mixing = mixing[..., o : o + h, o : o + w]
+    with torch.autocast(restored.device.type, enabled=False):
+        b_hat = reblur(to_linear(restored.float(), gamma), kernels.float(), mixing.float(),
+                       gamma=gamma, padding=padding, check=False)
+        diff = b_hat - blurry.float()
+        return diff.abs().mean() if norm == "l1" else (diff * diff).mean()

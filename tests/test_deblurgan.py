@@ -12,6 +12,7 @@ from lightning.pytorch.loggers.logger import Logger
 from torch import nn
 
 from blurfield.config import load_config
+from blurfield.losses import gradient_penalty
 from blurfield.models import KernelEstimator, save_estimator
 from blurfield.models.deblurgan import (
     DeblurGenerator,
@@ -23,7 +24,7 @@ from blurfield.models.deblurgan import (
 )
 from blurfield.models.vgg import VGG19Conv33, load_vgg19_conv33
 from blurfield.physics.camera import reblur, to_display
-from blurfield.tasks.finetune import ReblurFinetuneModule, gradient_penalty, sharp_target
+from blurfield.tasks.finetune import ReblurFinetuneModule, sharp_target
 
 
 def _count(module: nn.Module) -> int:

@@ -23,7 +23,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from blurfield.cli import main
 from blurfield.config import load_config
 from blurfield.data.schema import Sample, encode_sample, gt_field, hard_masks, make_meta
-from blurfield.evaluation import command as eval_command
+from blurfield.evaluation import benchmark
 from blurfield.evaluation.protocols import PROTOCOLS
 from blurfield.evaluation.synthetic import centre_window, evaluate_sample
 from blurfield.models import KernelEstimator, save_estimator
@@ -185,7 +185,7 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
         calls.append(item.id)
         return {"kernel_error": 9.0}, [("blurry", torch.zeros(3, 8, 8))], 0.5
 
-    monkeypatch.setattr(eval_command, "_evaluate_synthetic", stub)
+    monkeypatch.setattr(benchmark, "evaluate_synthetic", stub)
     with open(out / "results.csv") as f:
         lines = f.readlines()
     (out / "results.csv").write_text("".join(lines[:2]))

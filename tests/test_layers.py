@@ -9,7 +9,7 @@ blurfield, bottom to top (a module may import its own layer and the ones below):
     3 restore
     4 api
     5 tasks, evaluation
-    6 commands, cli, cli_config, docs, __main__
+    6 commands (one module per command), cli, docs, __main__
 
 ``blurfield`` never imports ``data_prep`` or ``demo``. ``data_prep`` makes data: it uses
 blurfield's utilities, the blur model (physics) and the data contract (``blurfield.data``),
@@ -35,8 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("blurfield.restore",),
     ("blurfield.api",),
     ("blurfield.tasks", "blurfield.evaluation"),
-    ("blurfield.commands", "blurfield.cli", "blurfield.cli_config", "blurfield.docs",
-     "blurfield.__main__"),
+    ("blurfield.commands", "blurfield.cli", "blurfield.docs", "blurfield.__main__"),
 ]
 DATA_PREP_MAY_IMPORT = (*LAYERS[0], *LAYERS[1], "blurfield.data")
 
@@ -169,6 +168,10 @@ KNOWN = frozenset({"blurfield.tasks.train", "blurfield.api", "blurfield.physics.
     ("data_prep.handmade", "from blurfield.models.basis_init import line_kernel\n",
      "physics and data only"),
     ("blurfield.tasks.train", "import demo.pipeline\n", "nothing imports the demo"),
+    ("blurfield.tasks.train", "from blurfield.commands import train\n",
+     "layer 5 imports layer 6"),
+    ("blurfield.evaluation.benchmark", "from blurfield.commands.evaluate import run\n",
+     "layer 5 imports layer 6"),
     ("blurfield.physics.blur", "from blurfield.newthing import x\n", "layer 1 imports layer None"),
 ])
 def test_checker_catches_an_injected_upward_import(module, source, expect):

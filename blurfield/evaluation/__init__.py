@@ -6,5 +6,6 @@
 - :mod:`.protocols`: how each benchmark scores a restoration; per-benchmark defaults.
 - :mod:`.synthetic`: kernel error and RL with estimated / true / uniform fields.
 - :mod:`.report`: results.csv, summary.md/.json, pictures, index.html.
-- :mod:`.command`: ``blurfield evaluate``.
+- :mod:`.benchmark`: a method (estimate + RL, or a generator) run and scored per image;
+  the command around it is :mod:`blurfield.commands.evaluate`.
 """

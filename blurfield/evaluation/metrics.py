@@ -75,6 +75,12 @@ def psnr(x: Tensor, y: Tensor, data_range: float = 1.0) -> Tensor:
     return _out(10 * torch.log10(data_range**2 / mse), sq)
 
 
+def batch_psnr(x: Tensor, y: Tensor) -> Tensor:
+    """Mean over the batch of :func:`psnr` (images in [0, 1]), each capped at 100 dB (an
+    MSE floor of 1e-10) so a perfect image logs a number."""
+    return psnr(x, y).clamp(max=100.0).mean().float()
+
+
 def masked_psnr(x: Tensor, y: Tensor, mask: Tensor, data_range: float = 1.0) -> Tensor:
     """RealBlur PSNR: ``10 log10(R^2 / (sum m (x - y)^2 / sum m))``, the mask over channels."""
     x, y, sq = _pair(x, y)

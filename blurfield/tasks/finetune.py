@@ -14,6 +14,8 @@ on that batch, then one generator step:
 ``B`` is the batch's ``blurry`` (display); the target ``S`` is the centre ``crop_size`` of
 ``sharp_linear``, ``to_display`` and clamped to [0, 1]. Images are in [-1, 1] at the
 networks' boundaries. λ = 0 is plain DeblurGAN and the estimator is not loaded.
+The terms are :func:`blurfield.losses.gradient_penalty` and
+:func:`blurfield.losses.reblur_consistency`; this module wires them.
 
 The estimator and VGG19 are frozen helpers, not submodules: Lightning's ``train()``,
 ``state_dict()`` and DDP never see them (they stay in eval mode, get no gradients and are
@@ -36,6 +38,8 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from blurfield.evaluation.metrics import batch_psnr
+from blurfield.losses import gradient_penalty, reblur_consistency
 from blurfield.models.deblurgan import (
     DeblurGenerator,
     PatchCritic,
@@ -44,12 +48,10 @@ from blurfield.models.deblurgan import (
     to_gan,
 )
 from blurfield.models.estimator import pad_to_multiple
-from blurfield.physics.camera import reblur, to_display, to_linear
+from blurfield.physics.blur import PADDINGS
+from blurfield.physics.camera import to_display
 
-PADDINGS = ("same", "valid", "circular")
-
-
-# --------------------------------------------------------------------------- pure maths
+# --------------------------------------------------------------------------- helpers
 
 
 def sharp_target(batch: dict[str, Tensor], gamma: float = 2.2) -> Tensor:
@@ -64,20 +66,6 @@ def sharp_target(batch: dict[str, Tensor], gamma: float = 2.2) -> Tensor:
     return to_display(sharp[..., top : top + h, left : left + w], gamma).clamp(0, 1)
 
 
-def gradient_penalty(critic: nn.Module, real: Tensor, fake: Tensor, alpha: Tensor) -> Tensor:
-    """WGAN-GP penalty (Gulrajani et al. 2017), without the λ factor.
-
-    ``x̂_n = α_n real_n + (1 - α_n) fake_n``; the critic's value of sample n is the mean of
-    its patch map ``f(x̂_n) = mean D(x̂_n)`` (the quantity the Wasserstein estimate uses);
-    returns ``mean_n (||∇_x f(x̂_n)||_2 - 1)^2`` with the norm over (C, H, W).
-    real, fake: (N, C, H, W); alpha: (N, 1, 1, 1) in [0, 1]. Differentiable in the critic.
-    """
-    x = (alpha * real + (1 - alpha) * fake).detach().requires_grad_(True)
-    scores = critic(x).flatten(1).mean(1)  # (N,)
-    (grad,) = torch.autograd.grad(scores.sum(), x, create_graph=True)
-    return ((grad.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
-
-
 def estimate_field(estimator: nn.Module, blurry: Tensor) -> tuple[Tensor, Tensor]:
     """Run the frozen estimator on ``blurry`` (N, 3, H, W) display, any H, W.
 
@@ -90,58 +78,12 @@ def estimate_field(estimator: nn.Module, blurry: Tensor) -> tuple[Tensor, Tensor
     return kernels.float(), mixing[..., :h, :w].float()
 
 
-def reblur_consistency(
-    restored: Tensor,
-    blurry: Tensor,
-    kernels: Tensor,
-    mixing: Tensor,
-    *,
-    gamma: float = 2.2,
-    padding: str = "same",
-    norm: str = "l1",
-) -> Tensor:
-    """The reblur-consistency loss of the fine-tune.
-
-    ``B̂ = reblur(to_linear(restored), kernels, mixing)`` through the camera model, then the
-    mean over channels, pixels and batch of ``|B̂ - B|`` (l1) or ``(B̂ - B)^2`` (l2).
-
-    Args:
-        restored: (N, 3, H, W) display, the generator's output Ŝ (gradients flow into it).
-        blurry: (N, 3, H, W) display, the generator's input B.
-        kernels: (N, B, K, K); mixing: (N, B, H, W) — the field of B.
-        padding: "same"/"circular" compare all H x W pixels; "valid" compares the centre
-            (H - K + 1, W - K + 1) of ``blurry`` (mixing cropped the same way).
-    """
-    if padding not in PADDINGS:
-        raise ValueError(f"reblur padding '{padding}': expected one of {PADDINGS}")
-    if norm not in ("l1", "l2"):
-        raise ValueError(f"reblur norm '{norm}': expected l1 or l2")
-    if padding == "valid":
-        k = kernels.shape[-1]
-        o, h, w = (k - 1) // 2, blurry.shape[-2] - k + 1, blurry.shape[-1] - k + 1
-        blurry = blurry[..., o : o + h, o : o + w]
-        mixing = mixing[..., o : o + h, o : o + w]
-    with torch.autocast(restored.device.type, enabled=False):
-        b_hat = reblur(to_linear(restored.float(), gamma), kernels.float(), mixing.float(),
-                       gamma=gamma, padding=padding, check=False)
-        diff = b_hat - blurry.float()
-        return diff.abs().mean() if norm == "l1" else (diff * diff).mean()
-
-
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def batch_psnr(x: Tensor, y: Tensor) -> Tensor:
-    """Mean over the batch of :func:`blurfield.evaluation.metrics.psnr` (images in [0, 1]),
-    each capped at 100 dB (an MSE floor of 1e-10) so a perfect image logs a number."""
-    from blurfield.evaluation.metrics import psnr
-
-    return psnr(x, y).clamp(max=100.0).mean().float()
 
 
 def _load_estimator(path: str) -> nn.Module:
@@ -368,11 +310,4 @@ def _info(path: str) -> dict[str, str]:
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path)}
 
 
-__all__ = [
-    "ReblurFinetuneModule",
-    "estimate_field",
-    "gradient_penalty",
-    "batch_psnr",
-    "reblur_consistency",
-    "sharp_target",
-]
+__all__ = ["ReblurFinetuneModule", "estimate_field", "sharp_target"]

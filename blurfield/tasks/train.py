@@ -1,7 +1,6 @@
-"""``blurfield train``: train the kernel estimator (docs/design.md §4).
-
-    blurfield train --config experiment/tiny [key=value ...]
-    blurfield train --config experiment/paper train.devices=4 train.resume=true
+"""The Trainer builder of ``blurfield train`` (the command: :mod:`blurfield.commands.train`):
+checks, callbacks, logger, resume and Slurm requeue around one LightningModule
+(docs/design.md §4).
 
 A run lives in ``<train.out_dir>/<train.run_name>/``:
 
@@ -22,7 +21,6 @@ resumes by itself. ``train.task=deblurgan`` trains the DeblurGAN reblur fine-tun
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 from pathlib import Path
@@ -32,19 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from blurfield.fileio import write_text_atomic
 
-HELP = "train the kernel estimator: blurfield train --config experiment/tiny [key=value ...]"
-ALIASES = {
-    "--out": "train.out_dir",
-    "--name": "train.run_name",
-    "--epochs": "train.epochs",
-    "--devices": "train.devices",
-}
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
 MONITOR = "val/loss"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resume", action="store_true", help="same as train.resume=true")
 
 
 # --------------------------------------------------------------------------- checks
@@ -268,21 +255,3 @@ def train(cfg: DictConfig, datamodule: Any = None) -> Path:
     """Train as configured; returns the run directory. ValueError on a bad setup."""
     return fit(prepare(cfg, datamodule))
 
-
-def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from blurfield.errors import UserError
-
-    if getattr(args, "inputs", None):
-        raise UserError(f"unexpected arguments {args.inputs}: train takes --config FILE and "
-                        "key=value overrides only")
-    if getattr(args, "resume", False):
-        cfg.train.resume = True
-    try:
-        setup = prepare(cfg)
-    except ValueError as e:
-        raise UserError(str(e)) from None
-    run_dir = fit(setup)
-    if setup["trainer"].is_global_zero:
-        weights = "generator.pt" if str(cfg.train.task) == "deblurgan" else "estimator.pt"
-        print(f"blurfield train: run in {run_dir} (summary.json, checkpoints/, {weights})")
-    return 0

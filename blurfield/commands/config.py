@@ -13,6 +13,7 @@ HELP = "print the resolved config (schema <- files <- overrides) as YAML"
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    """``show`` (the only action): print the resolved config."""
     action = args.inputs[0] if args.inputs else "show"
     if action != "show" or len(args.inputs) > 1:
         raise UserError(f"unknown action {' '.join(args.inputs)!r}; use: blurfield config show")
