@@ -1,7 +1,8 @@
 """The sbatch scripts on a real single-node Slurm started here (tests/slurm_cluster.py).
 
-- ablation_B.sbatch: a 3-task array, one B each, one W&B group (with a stand-in command
-  that records what it ran and checks the overrides against the config schema);
+- ablation_B.sbatch: a 3-task array, one B each (read from the sweep), one W&B group, the
+  schedule of the config given (with a stand-in command that records what it ran and
+  resolves its config files and overrides as `blurfield train` does);
 - shards.sbatch: a 2-task array passes shards.part / shards.parts;
 - train.sbatch: a real 2-task DDP `blurfield train` on the CPU, requeued with
   `scontrol requeue` after its first checkpoint; the requeued job resumes and finishes.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import fake_shards as fs
 import pytest
+import yaml
 from slurm_cluster import job_state, local_slurm, missing_reason, wait_for
 
 pytestmark = [pytest.mark.slurm,
@@ -60,9 +62,11 @@ def test_ablation_array_and_shard_parts(cluster, tmp_path):
     d, env = cluster
     env = dict(env, BLURFIELD_CMD=FAKE, BLURFIELD_PYTHON=FAKE,
                BLURFIELD_TEST_OUT=str(tmp_path / "rec"))
-    ablation = sbatch(env, *CPU_OPTS, f"--output={tmp_path}/%x-%A_%a.out",
-                      str(REPO / "slurm" / "ablation_B.sbatch"), "--config", "experiment/paper",
-                      "data.workers=1", cwd=tmp_path)
+    # the real Python reads the values of B from the sweep; the fake stands in for blurfield
+    ablation = sbatch(dict(env, BLURFIELD_PYTHON=sys.executable), *CPU_OPTS,
+                      f"--output={tmp_path}/%x-%A_%a.out",
+                      str(REPO / "slurm" / "ablation_B.sbatch"),
+                      "--config", "experiment/ablation_B_full", "data.workers=1", cwd=tmp_path)
     shards = sbatch(env, "--array=0-1", "--cpus-per-task=1", "--mem=1G",
                     f"--output={tmp_path}/%x-%A_%a.out", str(REPO / "slurm" / "shards.sbatch"),
                     "--config", "shards/builtin", cwd=tmp_path)
@@ -72,13 +76,16 @@ def test_ablation_array_and_shard_parts(cluster, tmp_path):
             for p in sorted((tmp_path / "rec").glob(f"{ablation}_*.json"))]
     assert len(recs) == 3, [p.read_text() for p in tmp_path.glob("*.out")]
     got = {r["env"]["SLURM_ARRAY_TASK_ID"]: r["resolved"] for r in recs}
+    values = yaml.safe_load((REPO / "conf" / "sweep" / "ablation_B.yaml").read_text())[
+        "parameters"]["model.n_basis"]["values"]
     assert {k: v["n_basis"] for k, v in got.items()} == {"0": 15, "1": 25, "2": 40}
+    assert values == [15, 25, 40]  # task i runs the sweep's value i
     assert {v["group"] for v in got.values()} == {f"ablation_B-{ablation}"}
     assert {v["run_name"] for v in got.values()} == {f"B{b}-{ablation}" for b in (15, 25, 40)}
-    for v in got.values():
-        assert (v["epochs"], v["accelerator"], v["devices"], v["strategy"], v["resume"]) == (
-            450, "cpu", 1, "auto", True)
-    assert all(r["argv"][-3:] == ["--config", "experiment/paper", "data.workers=1"]
+    for v in got.values():  # the schedule is the config's (the full one: 1,200 epochs)
+        assert (v["epochs"], v["switch"], v["accelerator"], v["devices"], v["strategy"],
+                v["resume"]) == (1200, 300, "cpu", 1, "auto", True)
+    assert all(r["argv"][-3:] == ["--config", "experiment/ablation_B_full", "data.workers=1"]
                for r in recs)  # the user's arguments come last
 
     recs = [json.loads(p.read_text())
