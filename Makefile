@@ -47,7 +47,7 @@ bench: install  ## run the benchmarks and print their tables
 lint: install  ## ruff
 	.venv/bin/ruff check .
 
-docs: install  ## regenerate the configuration reference in README.md
+docs: install  ## regenerate docs/config.md, the configuration reference
 	$(PY) -m blurfield.docs
 
 format: install

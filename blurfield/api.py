@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from blurfield.config import RestoreOptions
 from blurfield.fileio import write_atomic
 from blurfield.models.estimator import pad_to_multiple
 from blurfield.physics import to_display, to_linear
@@ -248,29 +249,20 @@ def estimate(
 def restore(
     blurry_linear: Tensor,
     field: Field,
+    options: RestoreOptions | None = None,
     *,
-    iterations: int = 30,
-    saturation: bool = True,
-    tv_weight: float = 1e-3,
-    early_stop: bool = True,
-    padding: str = "same",
-    method: str = "auto",
-    sat_threshold: float = 0.99,
-    z_dilate: int = 3,
-    tile: int = 1024,
-    tile_overlap: int | str = "auto",
     device: str | torch.device | None = "auto",
     progress: bool = False,
-    no_harm: bool = True,
-    no_harm_probe: int = 10,
-    no_harm_evidence: float = 0.4,
-    no_harm_noise: float = 1.5,
-    no_harm_min_blur: float = 1.0,
     gamma: float | None = None,
-    skip_tol: float | None = 1e-3,
-    restore_scale: float | str = "full",
+    **overrides: Any,
 ) -> RLResult:
     """Richardson–Lucy of (1, C, H, W) linear light with ``field`` brought to full size.
+
+    ``options``: :class:`blurfield.config.RestoreOptions` — Richardson–Lucy's options
+    (:class:`~blurfield.config.RLOptions`) and the ones below; the ``restore`` section of
+    a config does (its other keys are not read); None: the defaults. ``overrides``: any of
+    its fields by name (choices may be strings), e.g. ``restore(v, f, iterations=10)``.
+    ``device``: where RL runs (:func:`resolve_device`).
 
     Photos larger than ``tile`` in either dimension are restored in overlapping tiles
     with exactly ``iterations`` updates (``early_stop`` does not apply);
@@ -303,15 +295,14 @@ def restore(
     if blurry_linear.dim() != 4 or blurry_linear.shape[0] != 1:
         raise ValueError(f"blurry_linear: expected (1, C, H, W), got "
                          f"{tuple(blurry_linear.shape)}")
-    if padding not in ("same", "circular"):
-        raise ValueError(f"padding: {padding!r}; deblurring keeps the photo's size, use "
-                         "'same' or 'circular'")
+    o = RestoreOptions.make(options, **overrides)
+    iterations, tile = o.iterations, o.tile
     height, width = blurry_linear.shape[-2:]
     if (height, width) != tuple(field.image_size):
         raise ValueError(f"field: made for a {field.image_size[1]}x{field.image_size[0]} "
                          f"photo, this one is {width}x{height}")
     dev = resolve_device(device)
-    r = restore_scale_factor(restore_scale, field.scale)
+    r = restore_scale_factor(o.restore_scale, field.scale)
     work_size = scaled_size(height, width, r) if r > 1 else (height, width)
     if work_size == (height, width):
         r = 1.0
@@ -325,20 +316,18 @@ def restore(
     def mixing_at(window):
         return upscale_mixing(low, work_size, window)
 
-    options = dict(saturation=saturation, tv_weight=tv_weight, padding=padding,
-                   method=method, sat_threshold=sat_threshold, z_dilate=z_dilate,
-                   skip_tol=skip_tol)
+    options = {k: v for k, v in o.rl_kwargs().items() if k not in ("iterations", "early_stop")}
     tiled = tile > 0 and max(work_size) > tile
     work = blurry_linear if r == 1 else downscale_image(blurry_linear.to(dev), r)
     judged = None
     stop_error = None
-    if no_harm:
+    if o.no_harm:
         g = field.gamma if gamma is None else float(gamma)
-        probe = min(no_harm_probe, iterations)
+        probe = min(o.no_harm_probe, iterations)
         bar = progress_bar(4 * probe, "no-harm probes", progress)
         try:
             judged = _assess(blurry_linear, field, low, dev, g, options, probe,
-                             no_harm_evidence, no_harm_noise, no_harm_min_blur,
+                             o.no_harm_evidence, o.no_harm_noise, o.no_harm_min_blur,
                              callback=lambda t, x, e: bar.update(t > 0))
         finally:
             bar.close()
@@ -346,16 +335,16 @@ def restore(
             return RLResult(blurry_linear, [], 0, noharm.decision(judged, 0))
         if not tiled:
             sigma = noharm.noise_sigma(work, g)
-            stop_error = no_harm_noise * sigma**2
+            stop_error = o.no_harm_noise * sigma**2
     if tiled:
-        overlap = auto_overlap(k) if str(tile_overlap) == "auto" else int(tile_overlap)
+        overlap = auto_overlap(k) if str(o.tile_overlap) == "auto" else int(o.tile_overlap)
         res = restore_tiled(work, kernels, mixing_at, tile=tile, overlap=overlap,
                             iterations=iterations, device=dev, progress=progress, **options)
     else:
         bar = progress_bar(iterations, "RL", progress)
         try:
             res = richardson_lucy(work.to(dev), kernels, mixing_at(None),
-                                  iterations=iterations, early_stop=early_stop,
+                                  iterations=iterations, early_stop=o.early_stop,
                                   stop_error=stop_error,
                                   callback=lambda t, x, e: bar.update(t > 0), **options)
         finally:

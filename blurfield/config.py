@@ -10,9 +10,12 @@ Every section is a dataclass; OmegaConf checks keys and types against it, and
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
 import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,120 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 class ConfigError(ValueError):
     """A bad config: the message is one line that names the key and what is allowed."""
+
+
+# --------------------------------------------------------------------------- choices
+
+
+class Choice(str, Enum):
+    """A config value from a fixed set. The member names are the values (YAML and
+    ``key=value`` words name them), and a member compares, hashes, prints and formats as its
+    value, so code may pass it where a string is expected."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def parse(cls, value: Any, key: str) -> Any:
+        """``value`` as a member (a member, or its value as a string); ValueError naming
+        ``key`` and the allowed values otherwise."""
+        try:
+            return cls(str(value.value if isinstance(value, Enum) else value))
+        except ValueError:
+            allowed = ", ".join(m.value for m in cls)
+            raise ValueError(f"{key}: {value!r} is not one of {allowed}") from None
+
+
+class Padding(Choice):
+    """How a restoration treats the photo's border; both keep its size. (The blur operator
+    also has ``"valid"``, which :func:`blurfield.restore.richardson_lucy` alone accepts.)"""
+
+    same = "same"  # mirror (scipy "mirror")
+    circular = "circular"  # wrap around
+
+
+class BlurMethod(Choice):
+    """The blur operator's path (:class:`blurfield.physics.BlurField`)."""
+
+    auto = "auto"
+    fft = "fft"
+    direct = "direct"
+
+
+class Device(Choice):
+    """Where restoration and evaluation run: auto = CUDA when present, else the CPU."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@functools.cache
+def _choice_fields(cls: type) -> tuple[tuple[str, type[Choice]], ...]:
+    """(name, Enum) of each field of the dataclass ``cls`` whose type is a :class:`Choice`."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name]) for f in dataclasses.fields(cls)
+                 if isinstance(hints[f.name], type) and issubclass(hints[f.name], Choice))
+
+
+# --------------------------------------------------------------------------- restoration
+
+
+@dataclass
+class RLOptions:
+    """Richardson–Lucy's options, defined once: the ``restore`` section of the config holds
+    them (:class:`RestoreCfg` extends this class), and :func:`blurfield.api.restore` and
+    :func:`blurfield.restore.richardson_lucy` take them (docs/design.md §5)."""
+
+    iterations: int = 30  # Richardson–Lucy iterations (at most, with early_stop)
+    saturation: bool = True  # saturation-aware updates (Whyte et al. 2014)
+    sat_threshold: float = 0.99  # linear value treated as saturated
+    z_dilate: int = 3  # dilation of the saturated-pixel mask z (pixels)
+    tv_weight: float = 1e-3  # TV regularisation (eq. 14); 0 = off
+    early_stop: bool = True  # stop when the reblur error stops improving
+    padding: Padding = Padding.same  # same (mirror) | circular; both keep the photo's size
+    method: BlurMethod = BlurMethod.auto  # auto | fft | direct (the blur operator's path)
+    skip_tol: float | None = 1e-3  # drop elements mixed <= this per tile; Hx off <= B tol range(x)
+
+    def __post_init__(self) -> None:
+        for name, typ in _choice_fields(type(self)):
+            setattr(self, name, typ.parse(getattr(self, name), name))
+
+    @classmethod
+    def make(cls, base: Any = None, **overrides: Any) -> Any:
+        """An instance of ``cls`` from the fields of ``base`` (any object with them as
+        attributes: an options object, the ``restore`` section of a config; None: the
+        defaults) and keyword ``overrides``; choices given as strings become members.
+        TypeError on an unknown keyword, ValueError naming a bad choice."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"{cls.__name__}: unknown option(s) {', '.join(unknown)}; "
+                            f"allowed: {', '.join(names)}")
+        values = {} if base is None else {n: getattr(base, n) for n in names if hasattr(base, n)}
+        return cls(**{**values, **overrides})
+
+    def rl_kwargs(self) -> dict[str, Any]:
+        """The fields of :class:`RLOptions` (not of a subclass) as keyword arguments."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(RLOptions)}
+
+
+@dataclass
+class RestoreOptions(RLOptions):
+    """What :func:`blurfield.api.restore` does around Richardson–Lucy: tiles, the device, the
+    no-harm rule (:mod:`blurfield.restore.noharm`) and the scale RL runs at."""
+
+    tile: int = 1024  # restore in tiles of this size (0 = never tile)
+    tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
+    no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)
+    no_harm_probe: int = 10  # RL iterations of the field and of each variant it must beat
+    no_harm_evidence: float = 0.4  # log(U_variant / U_field) for a full restoration
+    no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
+    no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
+    restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]
 
 
 # --------------------------------------------------------------------------- sections
@@ -113,33 +230,19 @@ class LoggingCfg:
 
 
 @dataclass
-class RestoreCfg:
-    """Non-uniform Richardson–Lucy and the estimate/deblur commands (docs/design.md §5)."""
+class RestoreCfg(RestoreOptions):
+    """Non-uniform Richardson–Lucy and the estimate/deblur commands (docs/design.md §5): first
+    RL's options and what blurfield.api.restore does around RL (RLOptions, RestoreOptions,
+    shared with the API), then the commands' own."""
 
+    restore_scale: Any = "field"  # field | full | a factor in [1, the field's scale]
     checkpoint: str | None = None  # estimator weights; None = the shipped model
     field: str | None = None  # a field .npz to restore with instead of estimating
     out_dir: str = "out"  # where estimate/deblur write their files
-    iterations: int = 30  # Richardson–Lucy iterations (at most, with early_stop)
-    saturation: bool = True  # saturation-aware updates (Whyte et al. 2014)
-    sat_threshold: float = 0.99  # linear value treated as saturated
-    z_dilate: int = 3  # dilation of the saturated-pixel mask z (pixels)
-    tv_weight: float = 1e-3  # TV regularisation (eq. 14); 0 = off
-    early_stop: bool = True  # stop when the reblur error stops improving
-    padding: str = "same"  # same | circular | valid
-    method: str = "auto"  # auto | fft | direct
+    device: Device = Device.auto  # auto | cpu | cuda
     gamma: float = 2.2  # data gamma (1 for linear data such as Köhler's)
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
-    tile: int = 1024  # restore in tiles of this size (0 = never tile)
-    tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
-    device: str = "auto"  # auto | cpu | cuda
-    no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)
-    no_harm_probe: int = 10  # RL iterations of the field and of each variant it must beat
-    no_harm_evidence: float = 0.4  # log(U_variant / U_field) for a full restoration
-    no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
-    no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
-    skip_tol: float | None = 1e-3  # drop elements mixed <= this per tile; Hx off <= B tol range(x)
-    restore_scale: Any = "field"  # field | full | a factor in [1, the field's scale]
     threads: Any = "auto"  # torch threads: auto = OMP_NUM_THREADS, else the cores available
 
 
@@ -277,7 +380,7 @@ class EvalCfg:
     saturation: bool | None = None  # saturation-aware RL (None: protocol's)
     iterations: int | None = None  # RL iterations (None: restore.iterations)
     quantize: bool = True  # score restorations rounded to 8 bits, as saved files would be
-    device: str = "auto"  # auto | cpu | cuda
+    device: Device = Device.auto  # auto | cpu | cuda
     resume: bool = True  # skip images that already have a row in results.csv
     pictures: int = -1  # side-by-side pictures for the first n images (-1 = all, 0 = none)
     picture_size: int = 512  # longer side of each panel in the pictures (px)
@@ -434,41 +537,14 @@ def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg, resolve=True)
 
 
-def reference_markdown() -> str:
-    """The configuration reference (README): one table per section, key | default | meaning,
-    read from the schema's dataclasses and their inline comments."""
-    import dataclasses
-    import inspect
-    import re
-
-    def rows(cls: Any, prefix: str) -> list[str]:
-        comments, above = {}, []
-        for line in inspect.getsource(cls).splitlines():
-            m = re.match(r"\s+(\w+):[^=#]*=(?:.*?#\s*(.*))?$", line)
-            if line.strip().startswith("#"):
-                above.append(line.strip()[1:].strip())
-            elif m:
-                text = m.group(2) or " ".join(above)
-                comments[m.group(1)] = text.replace("|", "\\|")
-                above = []
-            else:
-                above = []
-        out = []
-        hints = typing.get_type_hints(cls)
-        for f in dataclasses.fields(cls):
-            typ = hints[f.name]
-            if dataclasses.is_dataclass(typ):
-                out += rows(typ, f"{prefix}{f.name}.")
-                continue
-            default = (f.default if f.default is not dataclasses.MISSING
-                       else f.default_factory())  # type: ignore[misc]
-            out.append(f"| `{prefix}{f.name}` | `{default!r}` | {comments.get(f.name, '')} |")
-        return out
-
-    parts = []
-    for f in dataclasses.fields(Config):
-        cls = typing.get_type_hints(Config)[f.name]
-        doc = " ".join((cls.__doc__ or "").split())
-        parts.append(f"**`{f.name}`** — {doc}\n\n| key | default | meaning |\n|---|---|---|\n"
-                     + "\n".join(rows(cls, f"{f.name}.")))
-    return "\n\n".join(parts) + "\n"
+def as_config(node: Any) -> Any:
+    """The config (or one of its sections) as its dataclasses, choices as ``Enum`` members:
+    :class:`Config` from a loaded config, e.g. :class:`TrainCfg` from ``cfg.train``. Convert
+    once where the config is consumed and read typed fields after that. A dataclass instance
+    is returned as is; a bad value is a :class:`ConfigError`."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return node
+    try:
+        return OmegaConf.to_object(node)
+    except oc_errors.OmegaConfBaseException as e:
+        raise ConfigError(_one_line(e)) from None

@@ -1,26 +1,36 @@
-"""Regenerate the configuration reference in README.md: ``python -m blurfield.docs``."""
+"""Regenerate docs/config.md, the configuration reference: ``python -m blurfield.docs``
+(``make docs``)."""
 
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
-from blurfield.config import reference_markdown
+from blurfield.config_reference import reference_markdown
 
-README = Path(__file__).resolve().parent.parent / "README.md"
-BEGIN, END = "<!-- CONFIG-REFERENCE:BEGIN -->", "<!-- CONFIG-REFERENCE:END -->"
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_MD = ROOT / "docs" / "config.md"
+
+HEADER = """# Configuration reference
+
+<!-- Generated from blurfield/config.py by `make docs` (python -m blurfield.docs); do not
+edit by hand. -->
+
+Every command takes `--config FILE` (repeatable; a path or a name under `conf/`, e.g.
+`experiment/tiny`) and `key=value` overrides, merged as *schema <- files <- overrides*;
+`blurfield config show [--config ...] [key=value ...]` prints the resolved config. The schema
+is `blurfield/config.py`, where every key's default is written once. A key with a fixed set
+of values (an `Enum` in the schema, e.g. `restore.padding`) refuses any other value when the
+config is loaded, with one line naming the key and the allowed values.
+
+"""
 
 
-def render(text: str) -> str:
-    """README text with the block between the markers replaced by the current reference."""
-    block = f"{BEGIN}\n{reference_markdown()}{END}"
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"README.md has no {BEGIN} ... {END} block")
-    return pattern.sub(lambda _: block, text)
+def render() -> str:
+    """The text of docs/config.md for the current schema."""
+    return HEADER + reference_markdown()
 
 
 if __name__ == "__main__":
-    README.write_text(render(README.read_text()))
+    CONFIG_MD.write_text(render(), encoding="utf-8")
     sys.exit(0)

@@ -59,10 +59,10 @@ def test_cli_errors_are_one_line_without_traceback():
     assert "Did you mean 'lr'" in out.stderr
 
 
-def test_readme_config_reference_is_current():
-    """README's reference lists every key of the schema with its default (regenerate with
-    `python -m blurfield.docs`)."""
-    from blurfield.docs import README, render
+def test_config_reference_is_current():
+    """docs/config.md lists every key of the schema with its default (regenerate with
+    `make docs`)."""
+    from blurfield.docs import CONFIG_MD, render
 
-    text = README.read_text()
-    assert render(text) == text, "README config reference is stale: python -m blurfield.docs"
+    assert CONFIG_MD.read_text(encoding="utf-8") == render(), \
+        "docs/config.md is stale: make docs (python -m blurfield.docs)"

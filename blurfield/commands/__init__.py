@@ -55,18 +55,15 @@ def load_model(rc: DictConfig):
 
 
 def restore_options(rc: DictConfig) -> dict:
-    """The keyword arguments of :func:`blurfield.api.restore` from the restore section."""
-    return dict(iterations=int(rc.iterations), saturation=bool(rc.saturation),
-                tv_weight=float(rc.tv_weight), early_stop=bool(rc.early_stop),
-                padding=str(rc.padding), method=str(rc.method),
-                sat_threshold=float(rc.sat_threshold), z_dilate=int(rc.z_dilate),
-                tile=int(rc.tile), tile_overlap=rc.tile_overlap, device=str(rc.device),
-                no_harm=bool(rc.no_harm), no_harm_probe=int(rc.no_harm_probe),
-                no_harm_evidence=float(rc.no_harm_evidence),
-                no_harm_noise=float(rc.no_harm_noise),
-                no_harm_min_blur=float(rc.no_harm_min_blur),
-                skip_tol=None if rc.skip_tol is None else float(rc.skip_tol),
-                restore_scale=parse_restore_scale(rc.restore_scale))
+    """The keyword arguments of :func:`blurfield.api.restore` from the restore section: its
+    :class:`~blurfield.config.RestoreOptions` fields (``restore_scale`` checked by
+    :func:`parse_restore_scale`) and ``device``."""
+    import dataclasses
+
+    from blurfield.config import RestoreOptions
+
+    opts = RestoreOptions.make(rc, restore_scale=parse_restore_scale(rc.restore_scale))
+    return {**dataclasses.asdict(opts), "device": rc.device}
 
 
 def parse_restore_scale(value: Any) -> float | str:

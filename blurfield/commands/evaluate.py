@@ -27,6 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from blurfield.config import RestoreOptions
 from blurfield.errors import UserError
 from blurfield.evaluation import benchmark
 from blurfield.evaluation.benchmark import EstimateAndRestore, Generator, Method, Settings
@@ -44,6 +45,8 @@ ALIASES = {
 SIGNATURE_KEYS = ("benchmark", "root", "checkpoint", "deblurrer", "gamma", "saturation",
                   "iterations", "quantize", "window", "koehler_frame_step", "koehler_ssim",
                   "gopro_blur_dir", "ecc_iterations", "ecc_eps", "ecc_gauss", "ecc_levels")
+# The restore options evaluation uses (and records in its resume signature); skip_tol and
+# restore_scale keep the API's defaults.
 RESTORE_KEYS = ("iterations", "saturation", "tv_weight", "early_stop", "padding", "method",
                 "sat_threshold", "z_dilate", "tile", "tile_overlap", "no_harm", "no_harm_probe",
                 "no_harm_evidence", "no_harm_noise", "no_harm_min_blur")
@@ -71,10 +74,9 @@ def _settings(cfg: DictConfig) -> Settings:
         gamma = r.gamma
     sat = ev.saturation if ev.saturation is not None else proto.saturation
     sat = r.saturation if sat is None else sat
-    rl = {k: r[k] for k in RESTORE_KEYS}
-    rl["saturation"] = bool(sat)
-    if ev.iterations is not None:
-        rl["iterations"] = int(ev.iterations)
+    iterations = r.iterations if ev.iterations is None else ev.iterations
+    opts = RestoreOptions.make(r, saturation=sat, iterations=iterations)
+    rl = {k: getattr(opts, k) for k in RESTORE_KEYS}
     try:
         device = resolve_device(ev.device)
     except ValueError as e:

@@ -41,9 +41,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from blurfield.config import Padding, RLOptions
 from blurfield.physics import BlurField, check_field, pad, saturate, saturate_grad
 
 TV_MIN_DENOMINATOR = 0.1
+EXACT = RLOptions(skip_tol=0.0)  # richardson_lucy's default options: the exact operator
 
 
 class RLResult(NamedTuple):
@@ -116,20 +118,13 @@ def richardson_lucy(
     blurry_linear: Tensor,
     kernels: Tensor,
     mixing: Tensor,
+    options: RLOptions | None = None,
     *,
-    iterations: int = 30,
-    saturation: bool = True,
-    tv_weight: float = 1e-3,
-    early_stop: bool = True,
-    padding: str = "same",
-    method: str = "auto",
-    sat_threshold: float = 0.99,
-    z_dilate: int = 3,
     eps: float = 1e-6,
     check: bool = True,
     stop_error: float | None = None,
     callback: Callable[[int, Tensor, float], None] | None = None,
-    skip_tol: float | None = 0.0,
+    **overrides: Any,
 ) -> RLResult:
     """Restore ``blurry_linear`` blurred by the field (kernels, mixing); see the module doc.
 
@@ -137,17 +132,29 @@ def richardson_lucy(
         blurry_linear: (N, C, H', W') the blurry photo in linear light (>= 0).
         kernels: (N, B, K, K) correlation kernels on the simplex.
         mixing: (N, B, H', W') per-pixel mixing on the simplex, the blurry image's size.
+        options: :class:`blurfield.config.RLOptions` (or the ``restore`` config, or
+            :class:`~blurfield.config.RestoreOptions`: only the RL fields are read); None:
+            :data:`EXACT`, the defaults with the exact operator (``skip_tol=0``).
+        overrides: fields of :class:`~blurfield.config.RLOptions` by name, replacing those
+            of ``options``; choices may be given as strings. They are:
         iterations: maximum number of updates.
         saturation: saturation-aware updates (eqs. 11–12) instead of the plain one (eq. 9).
         tv_weight: λ of the TV prior (eq. 14); 0 switches it off.
         early_stop: stop at the first update that does not lower the reblur error and return
             the best iterate; otherwise run exactly ``iterations`` updates, return the last.
-        padding: the field's padding ("same": mirror, "circular", or "valid": the estimate
-            is (N, C, H' + K - 1, W' + K - 1)).
+        padding: the field's padding ("same": mirror, "circular", or — here only, not in
+            the config nor :func:`blurfield.api.restore`, which keep the photo's size —
+            "valid": the estimate is (N, C, H' + K - 1, W' + K - 1)).
         method: "auto", "fft" or "direct" (see :class:`blurfield.physics.BlurField`).
         sat_threshold: the split threshold on the estimate and the ``z`` threshold on the
             blurry image (linear light).
         z_dilate: size of the square dilating the lost-information set of ``z``.
+        skip_tol: basis elements whose mixing is <= this everywhere in ``mixing`` are
+            dropped from the operator (:class:`~blurfield.physics.BlurField`; the kept
+            mixing is renormalised, every application of ``H`` is then within
+            ``eps (max x - min x)`` of the full one per pixel, ``eps <= (B - kept) skip_tol``
+            the largest dropped mass, and RL is exact RL for that operator). 0: only
+            elements that are zero everywhere (exact); None: none.
         eps: floor of ``Hx``, ``R(Hx)`` and ``H^T 1`` in the divisions.
         check: validate the field and the image (switch off inside loops).
         stop_error: the discrepancy principle: stop at the first iterate whose reblur error
@@ -155,15 +162,16 @@ def richardson_lucy(
             it; None: no such stop.
         callback: called as ``callback(t, x, err)`` for every evaluated iterate ``x``
             (``t`` updates applied, ``err = reblur_error[t]``).
-        skip_tol: basis elements whose mixing is <= this everywhere in ``mixing`` are
-            dropped from the operator (:class:`~blurfield.physics.BlurField`; the kept
-            mixing is renormalised, every application of ``H`` is then within
-            ``eps (max x - min x)`` of the full one per pixel, ``eps <= (B - kept) skip_tol``
-            the largest dropped mass, and RL is exact RL for that operator). 0: only
-            elements that are zero everywhere (exact); None: none.
     Returns:
         :class:`RLResult`.
     """
+    valid = str(overrides.get("padding", "")) == "valid"
+    if valid:  # the operator's third padding, outside the photo options' choices
+        overrides = {**overrides, "padding": Padding.same}
+    opts = RLOptions.make(EXACT if options is None else options, **overrides)
+    iterations, saturation, early_stop = opts.iterations, opts.saturation, opts.early_stop
+    sat_threshold, tv_weight = opts.sat_threshold, opts.tv_weight
+    padding = "valid" if valid else opts.padding
     v = blurry_linear
     if check:
         check_field(kernels, mixing)
@@ -174,12 +182,12 @@ def richardson_lucy(
             raise ValueError("blurry_linear: must be finite and >= 0 (linear light)")
     if iterations < 0:
         raise ValueError(f"iterations: must be >= 0, got {iterations}")
-    op = BlurField(kernels.to(v.dtype), mixing.to(v.dtype), padding=padding, method=method,
-                   check=check, skip_tol=skip_tol)
+    op = BlurField(kernels.to(v.dtype), mixing.to(v.dtype), padding=padding, method=opts.method,
+                   check=check, skip_tol=opts.skip_tol)
     x = pad(v, op.kernel_size, "same") if padding == "valid" else v
     x = x.clamp(min=0)
     col_sums = op.ht_one().clamp(min=eps)  # (N, 1, H, W)
-    z = reliable_mask(v, sat_threshold, z_dilate) if saturation else None
+    z = reliable_mask(v, sat_threshold, opts.z_dilate) if saturation else None
     z_all_ones = z is None or bool((z == 1).all())
 
     errors: list[float] = []
