@@ -52,7 +52,7 @@ from torch.utils.data import DataLoader
 
 from blurfield.data.batch import BATCH_KEYS
 from blurfield.data.shards import count_samples, expand_shards
-from blurfield.data.streams import STAT_NAMES, TrainStream, ValStream, SampleStream
+from blurfield.data.streams import STAT_NAMES, SampleStream, TrainStream, ValStream
 
 
 def _dist(trainer: Any) -> tuple[int, int]:
