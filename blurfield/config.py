@@ -244,6 +244,7 @@ class RestoreCfg(RestoreOptions):
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
     threads: Any = "auto"  # torch threads: auto = OMP_NUM_THREADS, else the cores available
+    workers: Any = "auto"  # photos at once, a process each; auto = min(photos, threads), 1 on GPU
 
 
 @dataclass

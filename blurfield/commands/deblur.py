@@ -13,13 +13,17 @@ Each photo gets one line on stdout: "restored" or "left nearly as is", the blend
 reason (``restore.no_harm``, :mod:`blurfield.restore.noharm`).
 
 Large photos are restored in overlapping tiles (``restore.tile``, ``restore.tile_overlap``)
-with a fixed number of iterations. A photo that cannot be read gets one line on stderr; the
-others still run and the exit code is 1.
+with a fixed number of iterations. Several photos run side by side in ``restore.workers``
+processes (:mod:`blurfield.commands.workers`), their lines printed in input order. A photo
+that cannot be read gets one line on stderr; the others still run and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 
@@ -51,49 +55,51 @@ def compare_picture(blurry, restored, field, iterations: int, decision=None):
                             ["blurry", caption, "per-pixel PSFs"])
 
 
-def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    import sys
-    from pathlib import Path
+@dataclass
+class DeblurJob:
+    """``blurfield deblur`` on one photo (:class:`blurfield.commands.workers.PhotoJob`):
+    estimate its field with the model of ``rc`` (or restore with the field ``rc.field``),
+    restore it with ``options`` (:func:`blurfield.commands.restore_options`), write its
+    three files and print the no-harm decision line."""
 
-    from tqdm import tqdm
+    rc: DictConfig
+    options: dict
+    scale: float | str | None
+    command: str = "deblur"
+    _model: Any = field(default=None, init=False, repr=False)
+    _given: Any = field(default=None, init=False, repr=False)
 
-    from blurfield.api import deblur, estimate, load_field, save_field
-    from blurfield.commands import (
-        apply_threads,
-        each_photo,
-        load_model,
-        parse_scale,
-        photo_paths,
-        read_photo,
-        restore_options,
-    )
-    from blurfield.errors import UserError
-    from blurfield.imageio import write_image
-    from blurfield.viz import save_png
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_model": None, "_given": None}
 
-    rc = cfg.restore
-    apply_threads(rc)
-    photos = photo_paths(args.inputs, "deblur")
-    options = restore_options(rc)
-    given = None
-    if rc.field is not None:
-        if rc.checkpoint is not None:
-            raise UserError("give --field or --checkpoint, not both")
-        if len(photos) != 1:
-            raise UserError(f"--field goes with exactly one photo (the one it was estimated "
-                            f"on), got {len(photos)}")
-        try:
-            given = load_field(rc.field)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        min_size, model, scale = given.kernel_size, None, None
-    else:
-        scale = parse_scale(rc.scale)
-        model = load_model(rc)
-        min_size = model.kernel_size
-    out = Path(rc.out_dir)
+    def prepare(self) -> None:
+        """Load the estimator, or the field given with ``--field``."""
+        from blurfield.api import load_field
+        from blurfield.commands import load_model
+        from blurfield.errors import UserError
 
-    def one(path: Path) -> None:
+        if self.rc.field is not None:
+            try:
+                self._given = load_field(self.rc.field)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        else:
+            self._model = load_model(self.rc)
+
+    def run(self, path: Path, progress: bool) -> None:
+        """Estimate (or take the given field), restore, write, print the decision."""
+        import sys
+
+        from tqdm import tqdm
+
+        from blurfield.api import deblur, estimate, save_field
+        from blurfield.commands import read_photo
+        from blurfield.errors import UserError
+        from blurfield.imageio import write_image
+        from blurfield.viz import save_png
+
+        rc, given = self.rc, self._given
+        min_size = given.kernel_size if given is not None else self._model.kernel_size
         image, depth = read_photo(path, min_size, "deblur")
         if given is not None:
             h, w = image.shape[:2]
@@ -101,17 +107,45 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
                 raise UserError(f"--field {rc.field} was estimated on a "
                                 f"{given.image_size[1]}x{given.image_size[0]} photo, "
                                 f"{path} is {w}x{h}")
-            field = given
+            field_ = given
         else:
-            field = estimate(image, model, scale=scale, max_megapixels=rc.max_megapixels,
-                             gamma=rc.gamma)
-        restored, res = deblur(image, field, gamma=rc.gamma, return_result=True,
-                               progress=True, **options)
+            field_ = estimate(image, self._model, scale=self.scale,
+                              max_megapixels=rc.max_megapixels, gamma=rc.gamma)
+        restored, res = deblur(image, field_, gamma=rc.gamma, return_result=True,
+                               progress=progress, **self.options)
+        out = Path(rc.out_dir)
         write_image(out / f"{path.stem}_restored.png", restored, bit_depth=depth)
         save_png(out / f"{path.stem}_compare.png",
-                 compare_picture(image, restored, field, res.iterations, res.decision))
-        save_field(out / f"{path.stem}_field.npz", field, decision=res.decision)
+                 compare_picture(image, restored, field_, res.iterations, res.decision))
+        save_field(out / f"{path.stem}_field.npz", field_, decision=res.decision)
         if res.decision is not None:
             tqdm.write(f"{path}: {res.decision.line()}", file=sys.stdout)
 
-    return each_photo(photos, "deblur", one)
+
+def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    """``blurfield deblur``: the photos one after another, or side by side in
+    ``restore.workers`` processes (:mod:`blurfield.commands.workers`)."""
+    from blurfield.commands import (
+        apply_threads,
+        parse_scale,
+        photo_paths,
+        restore_options,
+    )
+    from blurfield.commands.workers import exit_code, plan, run_photos
+    from blurfield.errors import UserError
+
+    rc = cfg.restore
+    threads = apply_threads(rc)
+    photos = photo_paths(args.inputs, "deblur")
+    options = restore_options(rc)
+    scale = None
+    if rc.field is not None:
+        if rc.checkpoint is not None:
+            raise UserError("give --field or --checkpoint, not both")
+        if len(photos) != 1:
+            raise UserError(f"--field goes with exactly one photo (the one it was estimated "
+                            f"on), got {len(photos)}")
+    else:
+        scale = parse_scale(rc.scale)
+    workers, each = plan(rc, len(photos), threads)
+    return exit_code(run_photos(DeblurJob(rc, options, scale), photos, workers, each))

@@ -2,13 +2,17 @@
 
 Writes, per photo, ``<stem>_field.npz`` (docs/design.md §8 field file) and ``<stem>_kernels.png``
 (the basis PSFs, the mixing map in the same colours, and per-pixel PSFs drawn over the
-photo). A photo that cannot be read gets one line on stderr; the others still run and the
-exit code is 1.
+photo). Several photos run side by side in ``restore.workers`` processes
+(:mod:`blurfield.commands.workers`). A photo that cannot be read gets one line on stderr; the
+others still run and the exit code is 1.
 """
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig
@@ -34,32 +38,49 @@ def field_picture(image: np.ndarray, field) -> np.ndarray:
     return viz.side_by_side(panels, labels, height=max(256, min(small.shape[0], 512)))
 
 
-def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    from pathlib import Path
+@dataclass
+class EstimateJob:
+    """``blurfield estimate`` on one photo (:class:`blurfield.commands.workers.PhotoJob`):
+    its field with the model of ``rc``, written with its picture."""
 
-    from blurfield.api import estimate, save_field
-    from blurfield.commands import (
-        apply_threads,
-        each_photo,
-        load_model,
-        parse_scale,
-        photo_paths,
-        read_photo,
-    )
-    from blurfield.viz import save_png
+    rc: DictConfig
+    scale: float | str
+    command: str = "estimate"
+    _model: Any = field(default=None, init=False, repr=False)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_model": None}
+
+    def prepare(self) -> None:
+        """Load the estimator."""
+        from blurfield.commands import load_model
+
+        self._model = load_model(self.rc)
+
+    def run(self, path: Path, progress: bool) -> None:
+        """Estimate the field, write ``<stem>_field.npz`` and ``<stem>_kernels.png``."""
+        from blurfield.api import estimate, save_field
+        from blurfield.commands import read_photo
+        from blurfield.viz import save_png
+
+        rc = self.rc
+        image, _ = read_photo(path, self._model.kernel_size, "estimate")
+        field_ = estimate(image, self._model, scale=self.scale,
+                          max_megapixels=rc.max_megapixels, gamma=rc.gamma)
+        out = Path(rc.out_dir)
+        save_field(out / f"{path.stem}_field.npz", field_)
+        save_png(out / f"{path.stem}_kernels.png", field_picture(image, field_))
+
+
+def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    """``blurfield estimate``: the photos one after another, or side by side in
+    ``restore.workers`` processes (:mod:`blurfield.commands.workers`)."""
+    from blurfield.commands import apply_threads, parse_scale, photo_paths
+    from blurfield.commands.workers import exit_code, plan, run_photos
 
     rc = cfg.restore
-    apply_threads(rc)
+    threads = apply_threads(rc)
     photos = photo_paths(args.inputs, "estimate")
     scale = parse_scale(rc.scale)
-    model = load_model(rc)
-    out = Path(rc.out_dir)
-
-    def one(path: Path) -> None:
-        image, _ = read_photo(path, model.kernel_size, "estimate")
-        field = estimate(image, model, scale=scale, max_megapixels=rc.max_megapixels,
-                         gamma=rc.gamma)
-        save_field(out / f"{path.stem}_field.npz", field)
-        save_png(out / f"{path.stem}_kernels.png", field_picture(image, field))
-
-    return each_photo(photos, "estimate", one)
+    workers, each = plan(rc, len(photos), threads)
+    return exit_code(run_photos(EstimateJob(rc, scale), photos, workers, each))
