@@ -13,6 +13,7 @@ Restoration brings it to full size (kernels about s·K, mixing bilinear; see
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -283,10 +284,11 @@ def restore(
     was.
 
     ``no_harm`` (default on): the rule of :mod:`blurfield.restore.noharm` decides, at the
-    resolution the field was estimated at, how much of the restoration to keep (``probe``,
-    ``evidence``, ``noise`` = its ``noise_factor``, ``min_blur`` in full-size px; ``gamma``:
-    the photo's data gamma for the noise floor, None = the field's); untiled restorations
-    also stop at the noise level. The result's ``decision`` says what was decided and why;
+    resolution the field was estimated at, how much of the restoration to keep and at what
+    kernel size (the ``no_harm_*`` options; ``min_blur`` in full-size px; ``gamma``: the
+    photo's data gamma for the noise floor, None = the field's); the restoration uses the
+    kernels at the decision's ``kernel_scale``; untiled restorations also stop at the noise
+    level. The result's ``decision`` says what was decided and why;
     a photo left as is is returned unchanged, with ``iterations == 0`` and no
     ``reblur_error``.
 
@@ -324,15 +326,17 @@ def restore(
     if o.no_harm:
         g = field.gamma if gamma is None else float(gamma)
         probe = min(o.no_harm_probe, iterations)
-        bar = progress_bar(4 * probe, "no-harm probes", progress)
+        bar = progress_bar(noharm.max_probes(o.no_harm_shrink) * probe, "no-harm probes",
+                           progress)
         try:
-            judged = _assess(blurry_linear, field, low, dev, g, options, probe,
-                             o.no_harm_evidence, o.no_harm_noise, o.no_harm_min_blur,
+            judged = _assess(blurry_linear, field, low, dev, g, o, options, probe,
                              callback=lambda t, x, e: bar.update(t > 0))
         finally:
             bar.close()
         if judged.blend <= 0:
-            return RLResult(blurry_linear, [], 0, noharm.decision(judged, 0))
+            return RLResult(blurry_linear, [], 0, judged)
+        if judged.kernel_scale < 1:
+            kernels = noharm.rescaled(kernels, judged.kernel_scale)
         if not tiled:
             sigma = noharm.noise_sigma(work, g)
             stop_error = o.no_harm_noise * sigma**2
@@ -358,12 +362,12 @@ def restore(
     if judged is None:
         return res
     return res._replace(image=noharm.blend(blurry_linear, res.image, judged.blend),
-                        decision=noharm.decision(judged, res.iterations))
+                        decision=dataclasses.replace(judged, iterations=res.iterations))
 
 
 def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
-            gamma: float, options: dict, probe: int, evidence: float, noise: float,
-            min_blur: float, callback=None) -> noharm.Assessment:
+            gamma: float, o: RestoreOptions, options: dict, probe: int,
+            callback=None) -> Decision:
     """The no-harm rule's steps 1-3 on the photo at the field's resolution (downscaled by
     ``field.scale``), with the field as estimated."""
     small = downscale_image(blurry_linear.to(dev), field.scale)
@@ -371,9 +375,11 @@ def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
     if tuple(small.shape[-2:]) != tuple(low.shape[-2:]):
         mixing = upscale_mixing(low, tuple(small.shape[-2:]))
     return noharm.assess(small, field.kernels.to(dev, torch.float32)[None], mixing,
-                         probe=probe, evidence=evidence, noise_factor=noise,
-                         min_blur_px=min_blur, gamma=gamma, pixel_scale=field.scale,
-                         callback=callback, **options)
+                         probe=probe, evidence=o.no_harm_evidence, margin=o.no_harm_margin,
+                         max_unexplained=o.no_harm_max_unexplained,
+                         shrink=o.no_harm_shrink, window=o.no_harm_window,
+                         noise_factor=o.no_harm_noise, min_blur_px=o.no_harm_min_blur,
+                         gamma=gamma, pixel_scale=field.scale, callback=callback, **options)
 
 
 def deblur(image: Any, field: Field, *, gamma: float | None = None,
@@ -383,7 +389,7 @@ def deblur(image: Any, field: Field, *, gamma: float | None = None,
     ``to_linear`` with ``gamma`` (None: the field's), :func:`restore` with ``options``
     (iterations, saturation, tv_weight, early_stop, padding, method, sat_threshold,
     z_dilate, tile, tile_overlap, device, progress, skip_tol, restore_scale, and the no-harm
-    rule's no_harm, no_harm_probe, no_harm_evidence, no_harm_noise, no_harm_min_blur),
+    rule's no_harm_* options),
     ``to_display``, clipped to [0, 1]. ``return_result=True`` returns ``(image, RLResult)``; its
     ``decision`` (:class:`blurfield.restore.noharm.Decision`, None with ``no_harm=False``)
     says whether the photo was restored or left nearly as is, and why.

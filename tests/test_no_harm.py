@@ -101,8 +101,31 @@ def test_a_field_turned_90_degrees_does_no_harm():
     assert psnr(display(plain), sharp) < before - 1  # RL alone makes it worse
     res = no_harm_richardson_lucy(v, wrong, mixing, iterations=30)
     assert res.decision.decision == "left nearly as is"
+    assert "does not show the blur" in res.decision.reason  # it leaves too much unexplained
+    assert psnr(display(res.image), sharp) >= before - 0.1
+    # with the size tests lifted, the direction test alone catches it: the right field (its
+    # turned copy) explains the photo better
+    res = no_harm_richardson_lucy(v, wrong, mixing, iterations=30, max_unexplained=1.0,
+                                  margin=10.0)
+    assert res.decision.decision == "left nearly as is" and res.decision.evidence < 0
     assert "turned 90°" in res.decision.reason
     assert psnr(display(res.image), sharp) >= before - 0.1
+
+
+def test_a_field_too_large_is_shrunk_and_restores():
+    """A field 1.41 times the true blur: its half-size copy explains the photo better, the
+    field at 0.71 of its size (the true one) passes, and the restoration gains."""
+    sharp = photo()
+    kernels, mixing = two_layer_field(96)
+    v = blurred(sharp, kernels, mixing)
+    before = psnr(display(v), sharp)
+    res = no_harm_richardson_lucy(v, rescaled(kernels, 2**0.5), mixing, iterations=30)
+    d = res.decision
+    assert d.kernel_scale == pytest.approx(2**-0.5) and d.restored, d
+    assert "0.71 of its size" in d.reason
+    u = d.unexplained
+    assert np.log(u["0.50"] / u["1.00"]) < -0.15 <= np.log(u["0.35"] / u["0.71"])
+    assert psnr(display(res.image), sharp) >= before + 2
 
 
 def test_a_field_of_twice_the_blur_does_no_harm():
@@ -124,6 +147,39 @@ def test_a_photo_already_explained_at_the_noise_level_is_left_as_is():
 
 
 # --------------------------------------------------------------------------- pieces
+
+
+def test_probe_windows_are_the_four_quarter_centred_squares():
+    from blurfield.restore.noharm import probe_windows
+
+    v = torch.arange(2 * 200 * 300, dtype=torch.float32).reshape(1, 2, 200, 300)
+    m = -v[:, :1]
+    vw, mw = probe_windows(v, m, 64)
+    assert vw.shape == (4, 2, 64, 64) and mw.shape == (4, 1, 64, 64)
+    for i, (t, c) in enumerate([(18, 43), (18, 193), (118, 43), (118, 193)]):
+        assert torch.equal(vw[i], v[0, :, t : t + 64, c : c + 64])  # centred on (50, 75) ...
+        assert torch.equal(mw[i], m[0, :, t : t + 64, c : c + 64])
+    assert probe_windows(v, m, 128)[0] is v  # 4 x 128² >= 200 x 300: the whole photo
+    assert probe_windows(v, m, 0)[0] is v
+
+
+def test_unexplained_over_windows_is_the_pooled_error_ratio():
+    """U of a batch of windows = (sum of the final errors) / (sum of the first), each
+    window restored on its own (RL treats the batch independently)."""
+    from blurfield.restore.noharm import _unexplained, probe_windows
+
+    sharp = photo(160)
+    kernels, mixing = two_layer_field(160, 9)
+    v = blurred(sharp, kernels, mixing)
+    vw, mw = probe_windows(v, mixing, 48)
+    assert vw.shape[0] == 4
+    opts = dict(saturation=True, tv_weight=1e-3)
+    pooled = _unexplained(vw, kernels, mw, 5, opts)
+    errs = [richardson_lucy(vw[i : i + 1], kernels, mw[i : i + 1], iterations=5,
+                            early_stop=False, padding="valid", **opts).reblur_error
+            for i in range(4)]
+    assert pooled == pytest.approx(sum(e[-1] for e in errs) / sum(e[0] for e in errs),
+                                   rel=1e-4)
 
 
 def test_noise_sigma_of_white_noise_and_its_8_bit_floor():
@@ -234,7 +290,19 @@ def test_deblur_writes_the_decision_into_the_field_file_and_prints_it(tmp_path, 
     field = load_field(tmp_path / "shot" / "shot_field.npz")  # still a plain field file
     assert field.kernels.shape == (2, 11, 11)
     with np.load(tmp_path / "shot" / "shot_field.npz") as z:
-        assert {"decision", "decision_reason", "blend", "iterations"} <= set(z.files)
+        assert {"decision", "decision_reason", "blend", "iterations", "kernel_scale"} <= set(
+            z.files)
+        assert float(z["kernel_scale"]) == shot.kernel_scale == 1.0
+
+
+def test_decisions_without_a_kernel_scale_load_with_scale_1():
+    from blurfield.restore import Decision
+
+    d = Decision(0.8, "why", 0.01, 5.0, kernel_scale=0.5, evidence=0.3, iterations=7)
+    back = Decision.from_arrays(d.arrays())
+    assert back == d and back.decision == "restored"
+    old = {k: v for k, v in d.arrays().items() if k != "kernel_scale"}
+    assert Decision.from_arrays(old).kernel_scale == 1.0
 
 
 def test_old_field_files_without_a_decision_still_load(tmp_path):

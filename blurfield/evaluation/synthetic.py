@@ -45,7 +45,8 @@ from blurfield.physics import reblur, to_display, to_linear, uniform_field
 from blurfield.restore import no_harm_richardson_lucy, richardson_lucy
 
 EstimateFn = Callable[[Tensor], tuple[Tensor, Tensor]]
-NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_noise",
+NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_margin",
+                "no_harm_max_unexplained", "no_harm_shrink", "no_harm_window", "no_harm_noise",
                 "no_harm_min_blur")  # the restore section's no-harm rule (restore/noharm.py)
 
 
@@ -82,10 +83,10 @@ def _restore(v_lin: Tensor, kernels: Tensor, mixing: Tensor, gamma: float,
     opts = {**rl, "padding": "valid"}
     rule = {k: opts.pop(k) for k in NO_HARM_KEYS if k in opts}
     if rule.get("no_harm", False):
+        rule.pop("no_harm")
         out = no_harm_richardson_lucy(
-            v_lin, kernels.to(v_lin), mixing.to(v_lin), probe=int(rule["no_harm_probe"]),
-            evidence=float(rule["no_harm_evidence"]), noise_factor=float(rule["no_harm_noise"]),
-            min_blur_px=float(rule["no_harm_min_blur"]), gamma=gamma, **opts).image[0]
+            v_lin, kernels.to(v_lin), mixing.to(v_lin), gamma=gamma,
+            **{k.removeprefix("no_harm_"): v for k, v in rule.items()}, **opts).image[0]
     else:
         out = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts).image[0]
     o = (kernels.shape[-1] - 1) // 2
