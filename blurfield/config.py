@@ -78,6 +78,58 @@ class Device(Choice):
     cuda = "cuda"
 
 
+class OperatorPadding(Choice):
+    """The blur operator's border (:mod:`blurfield.physics.blur`): ``valid`` shrinks by K - 1."""
+
+    valid = "valid"
+    same = "same"
+    circular = "circular"
+
+
+class Task(Choice):
+    """What ``blurfield train`` trains."""
+
+    estimator = "estimator"  # the kernel estimator
+    deblurgan = "deblurgan"  # the DeblurGAN reblur fine-tune (section finetune)
+
+
+class ReblurSpace(Choice):
+    """Where the reblur loss compares: display values (the paper) or linear light (code)."""
+
+    display = "display"
+    linear = "linear"
+
+
+class InitKernels(Choice):
+    """The kernel head's start: the network's init, or fitted to line kernels."""
+
+    network = "network"
+    lines = "lines"
+
+
+class LoggerKind(Choice):
+    """Where training logs go."""
+
+    wandb = "wandb"
+    csv = "csv"
+    none = "none"
+
+
+class ContentLoss(Choice):
+    """The fine-tune's content loss."""
+
+    perceptual = "perceptual"  # MSE of VGG19 conv3_3 features
+    mse = "mse"  # MSE of display pixels
+    none = "none"
+
+
+class ReblurNorm(Choice):
+    """The fine-tune's reblur error: mean absolute (l1) or squared (l2)."""
+
+    l1 = "l1"
+    l2 = "l2"
+
+
 @functools.cache
 def _choice_fields(cls: type) -> tuple[tuple[str, type[Choice]], ...]:
     """(name, Enum) of each field of the dataclass ``cls`` whose type is a :class:`Choice`."""
@@ -136,12 +188,8 @@ class RestoreOptions(RLOptions):
     tile: int = 1024  # restore in tiles of this size (0 = never tile)
     tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
     no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)
-    no_harm_probe: int = 10  # RL iterations of each probe of the field and its variants
-    no_harm_evidence: float = 0.2  # log(U_turned / U_field) for a full restoration
-    no_harm_margin: float = 0.15  # the half-size copy may explain up to e^margin x better
-    no_harm_max_unexplained: float = 0.45  # U above this: the photo lacks the claimed blur
-    no_harm_shrink: int = 1  # also try the kernels at 0.71, ... of their size (steps)
-    no_harm_window: int = 256  # probes on four squares of this side (0 = the whole photo)
+    no_harm_probe: int = 10  # RL iterations of the field and of each variant it must beat
+    no_harm_evidence: float = 0.4  # log(U_variant / U_field) for a full restoration
     no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
     no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
     restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]
@@ -183,7 +231,7 @@ class DataCfg:
 class TrainCfg:
     """Optimisation, schedule, devices, checkpoints (docs/design.md §4)."""
 
-    task: str = "estimator"  # estimator | deblurgan (the reblur fine-tune, section finetune)
+    task: Task = Task.estimator  # estimator | deblurgan (the reblur fine-tune, finetune.*)
     epochs: int = 1200  # paper: 1,200 (300 with p = 2, then 900 with p = 1)
     lr: float = 1e-4  # Adam learning rate
     lr_halve_every: int = 150  # epochs
@@ -193,7 +241,7 @@ class TrainCfg:
     moment_loss_weight: float = 0.0  # per-pixel direction + size term (losses.moment_loss)
     moment_size_weight: float = 1.0  # weight of the log-trace size term inside the moment loss
     uniform_epochs: int = 0  # curriculum: first n epochs, crops blurred by one kernel
-    reblur_space: str = "display"  # display | linear (the authors' code)
+    reblur_space: ReblurSpace = ReblurSpace.display  # display | linear (the authors' code)
     reblur_gamma: float = 2.2  # data gamma of the reblur loss (eq. 3); the shards' gamma
     l1_chunk: int = 4096  # pixels per chunk of the p = 1 kernel loss
     l1_stride: int = 1  # p = 1 loss on every s-th pixel per axis (random offset); 1 = all
@@ -211,7 +259,7 @@ class TrainCfg:
     seed: int = 0  # model initialisation (data.seed seeds the data)
     init_gain: float = 0.5  # conv init std = gain sqrt(2 / (k k out)); 0.5 = code, 1 = He
     init_upsampling: str = "random"  # random (code) | nearest: no checkerboard at init
-    init_kernels: str = "network"  # network | lines: fit the kernel head to line kernels
+    init_kernels: InitKernels = InitKernels.network  # network | lines: head fitted to lines
     freeze_kernels_epochs: int = 0  # kernel head fixed for the first n epochs
     max_steps: int = -1  # stop after this many optimizer steps (-1 = epochs decide)
     limit_val_batches: int = 4  # validation batches per epoch
@@ -225,7 +273,7 @@ class TrainCfg:
 class LoggingCfg:
     """Weights & Biases (offline unless WANDB_MODE says otherwise) or CSV."""
 
-    logger: str = "wandb"  # wandb | csv | none
+    logger: LoggerKind = LoggerKind.wandb  # wandb | csv | none
     project: str = "blurfield"  # W&B project
     entity: str | None = None  # W&B entity (team); None = your default
     group: str | None = None  # W&B group (ablations share one)
@@ -416,13 +464,13 @@ class FinetuneCfg:
     beta2: float = 0.999  # Adam beta2
     n_critic: int = 5  # critic steps per generator step, on the same batch
     gp_weight: float = 10.0  # WGAN-GP lambda
-    content_loss: str = "perceptual"  # perceptual (VGG19 conv3_3 MSE) | mse (pixels) | none
+    content_loss: ContentLoss = ContentLoss.perceptual  # perceptual (VGG19) | mse | none
     content_weight: float = 100.0  # x perceptual (or MSE) content loss
     vgg_path: str | None = None  # VGG19 state dict (features.N.weight), needed by perceptual
     estimator: str | None = None  # frozen kernel estimator for the reblur loss
     reblur_weight: float = 100.0  # 0 = plain DeblurGAN (the estimator is not loaded)
-    reblur_norm: str = "l1"  # l1 | l2 (mean absolute / squared error, display values)
-    reblur_padding: str = "same"  # same | valid | circular (valid compares the centre)
+    reblur_norm: ReblurNorm = ReblurNorm.l1  # l1 | l2 (mean absolute / squared, display)
+    reblur_padding: OperatorPadding = OperatorPadding.same  # same | valid (the centre) | circular
     gamma: float = 2.2  # camera gamma of the reblur (1 for linear data)
     image_every_n_epochs: int = 1  # restored samples to the logger
     num_images: int = 4  # restored samples logged per validation

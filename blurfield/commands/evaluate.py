@@ -27,7 +27,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from blurfield.config import RestoreOptions
+from blurfield.config import RestoreOptions, as_config
 from blurfield.errors import UserError
 from blurfield.evaluation import benchmark
 from blurfield.evaluation.benchmark import EstimateAndRestore, Generator, Method, Settings
@@ -49,18 +49,19 @@ SIGNATURE_KEYS = ("benchmark", "root", "checkpoint", "deblurrer", "gamma", "satu
 # restore_scale keep the API's defaults.
 RESTORE_KEYS = ("iterations", "saturation", "tv_weight", "early_stop", "padding", "method",
                 "sat_threshold", "z_dilate", "tile", "tile_overlap", "no_harm", "no_harm_probe",
-                "no_harm_evidence", "no_harm_margin", "no_harm_max_unexplained",
-                "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur")
+                "no_harm_evidence", "no_harm_noise", "no_harm_min_blur")
 
 
 # --------------------------------------------------------------------------- settings
 
 
 def _settings(cfg: DictConfig) -> Settings:
+    """The run's settings from the typed config and the benchmark's protocol."""
     from blurfield.api import resolve_device
     from blurfield.evaluation.protocols import PROTOCOLS
 
-    ev = cfg.eval
+    c = as_config(cfg)
+    ev = c.eval
     if ev.benchmark not in PROTOCOLS:
         raise UserError(f"--benchmark '{ev.benchmark}' is not one of {', '.join(PROTOCOLS)}")
     if not ev.root:
@@ -69,7 +70,7 @@ def _settings(cfg: DictConfig) -> Settings:
         raise UserError("--deblurrer: the synthetic benchmark scores blur fields; run it "
                         "without --deblurrer")
     proto = PROTOCOLS[ev.benchmark]
-    r = cfg.restore
+    r = c.restore
     gamma = ev.gamma if ev.gamma is not None else proto.gamma
     if gamma is None and ev.benchmark != "synthetic":
         gamma = r.gamma
@@ -82,14 +83,15 @@ def _settings(cfg: DictConfig) -> Settings:
         device = resolve_device(ev.device)
     except ValueError as e:
         raise UserError(f"--device: {e}") from None
-    return Settings(ev.benchmark, proto.metric, Path(ev.out_dir), device, gamma, bool(sat),
-                    rl, r.scale, float(r.max_megapixels), ev)
+    return Settings(ev.benchmark, proto.metric, Path(ev.out_dir), device, gamma, opts.saturation,
+                    rl, r.scale, r.max_megapixels, ev)
 
 
 def _signature(cfg: DictConfig) -> dict[str, Any]:
-    ev = cfg.eval
-    sig = {k: ev[k] for k in SIGNATURE_KEYS}
-    sig["root"] = str(Path(str(ev.root)).resolve()) if ev.root else None
+    """What a resumed run must share with the results already in the folder."""
+    ev = as_config(cfg.eval)
+    sig = {k: getattr(ev, k) for k in SIGNATURE_KEYS}
+    sig["root"] = str(Path(ev.root).resolve()) if ev.root else None
     sig["restore"] = OmegaConf.to_container(cfg.restore, resolve=True)
     for key in ("device", "out_dir", "threads", "skip_tol", "restore_scale"):  # unused here
         sig["restore"].pop(key, None)
@@ -152,18 +154,18 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
 
     s = _settings(cfg)
     ev = s.ev
-    items = _items(s, str(ev.root))
-    rows = _check_resume(s.out, _signature(cfg), bool(ev.resume))
+    items = _items(s, ev.root)
+    rows = _check_resume(s.out, _signature(cfg), ev.resume)
     wanted = {it.id for it in items}
     done = {r["id"] for r in rows if r.get("id") in wanted}  # other rows stay in the CSV
     todo = [it for it in items if it.id not in done]
     if ev.deblurrer:
-        method: Method = Generator(str(ev.deblurrer), s.device)
+        method: Method = Generator(ev.deblurrer, s.device)
     else:
         method = EstimateAndRestore(ev.checkpoint or cfg.restore.checkpoint, s.device)
     evaluate = (benchmark.evaluate_synthetic if s.benchmark == "synthetic"
                 else benchmark.evaluate_photo)
-    n_pics = len(items) if ev.pictures < 0 else int(ev.pictures)
+    n_pics = len(items) if ev.pictures < 0 else ev.pictures
     pic_ids = {it.id for it in items[:n_pics]}
     if done:
         print(f"blurfield evaluate: {len(done)} of {len(items)} images already scored in "
@@ -180,7 +182,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         report.write_rows(s.out / report.RESULTS, rows)
         if item.id in pic_ids:
             report.save_picture(s.out / "pictures" / f"{item.id}.jpg", panels,
-                                int(ev.picture_size))
+                                ev.picture_size)
         key = "psnr" if "psnr" in row else ("psnr_est" if "psnr_est" in row else None)
         if key:
             vals = [float(r[key]) for r in rows if key in r and r["id"] in wanted]

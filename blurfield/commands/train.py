@@ -13,6 +13,7 @@ import argparse
 
 from omegaconf import DictConfig
 
+from blurfield.config import Task
 from blurfield.errors import UserError
 
 HELP = "train the kernel estimator: blurfield train --config experiment/tiny [key=value ...]"
@@ -44,6 +45,6 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     run_dir = fit(setup)
     if setup["trainer"].is_global_zero:
-        weights = "generator.pt" if str(cfg.train.task) == "deblurgan" else "estimator.pt"
+        weights = "generator.pt" if cfg.train.task == Task.deblurgan else "estimator.pt"
         print(f"blurfield train: run in {run_dir} (summary.json, checkpoints/, {weights})")
     return 0

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import Tensor
 
+from blurfield.config import EvalCfg
 from blurfield.errors import UserError
 
 
@@ -35,7 +35,7 @@ class Settings:
     rl: dict[str, Any]
     scale: Any
     max_megapixels: float
-    ev: DictConfig
+    ev: EvalCfg
 
 
 def load_image(path: Path) -> Tensor:
@@ -212,6 +212,6 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
         raise UserError(f"{item.shard}: sample {item.id} has no blur field (has_field "
                         "false); the synthetic benchmark needs shards with fields")
     rl = {k: v for k, v in s.rl.items() if k not in ("tile", "tile_overlap")}
-    res = evaluate_sample(sample, method.model, window=int(s.ev.window), gamma=s.gamma,
+    res = evaluate_sample(sample, method.model, window=s.ev.window, gamma=s.gamma,
                           rl=rl, device=s.device)
     return res.row, res.panels, res.seconds

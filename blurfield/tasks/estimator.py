@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any
 
 import lightning as L
@@ -57,29 +58,34 @@ INIT_GAIN = 0.5  # KernelEstimator's default (the authors' code)
 
 
 def _plain(cfg: Any) -> dict:
-    """A plain dict from a dict / dataclass / OmegaConf node (checkpoints stay pickle-free)."""
+    """A plain dict from a dict / dataclass / OmegaConf node, Enum members as their values
+    (checkpoints stay pickle-free)."""
     if cfg is None:
         return {}
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return dataclasses.asdict(cfg)
-    from omegaconf import DictConfig, OmegaConf
+        out = dataclasses.asdict(cfg)
+    elif isinstance(cfg, Mapping):
+        from omegaconf import DictConfig, OmegaConf
 
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    if isinstance(cfg, Mapping):
-        return {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in cfg.items()}
-    raise TypeError(f"expected a mapping, a dataclass or a DictConfig, got {type(cfg).__name__}")
+        if isinstance(cfg, DictConfig):
+            out = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+        else:
+            out = {str(k): _plain(v) if isinstance(v, Mapping) else v for k, v in cfg.items()}
+    else:
+        raise TypeError(f"expected a mapping, a dataclass or a DictConfig, got "
+                        f"{type(cfg).__name__}")
+    return {k: v.value if isinstance(v, Enum) else v for k, v in out.items()}
 
 
 def model_hparams(model: Any) -> dict:
     """The four estimator hyperparameters, defaults filled in from :class:`ModelCfg`."""
-    m = {**dataclasses.asdict(ModelCfg()), **_plain(model)}
+    m = {**_plain(ModelCfg()), **_plain(model)}
     return {k: m[k] for k in MODEL_KEYS}
 
 
 def train_hparams(train: Any) -> dict:
     """TrainCfg as a plain dict, defaults filled in."""
-    t = {**dataclasses.asdict(TrainCfg()), **_plain(train)}
+    t = {**_plain(TrainCfg()), **_plain(train)}
     unknown = sorted(set(t) - {f.name for f in dataclasses.fields(TrainCfg)})
     if unknown:
         raise ValueError(f"train: unknown keys {unknown}")

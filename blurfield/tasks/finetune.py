@@ -35,9 +35,10 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from blurfield.config import FinetuneCfg
 from blurfield.evaluation.metrics import batch_psnr
 from blurfield.losses import gradient_penalty, reblur_consistency
 from blurfield.models.deblurgan import (
@@ -48,7 +49,6 @@ from blurfield.models.deblurgan import (
     to_gan,
 )
 from blurfield.models.estimator import pad_to_multiple
-from blurfield.physics.blur import PADDINGS
 from blurfield.physics.camera import to_display
 
 # --------------------------------------------------------------------------- helpers
@@ -111,13 +111,14 @@ class ReblurFinetuneModule(L.LightningModule):
     def __init__(self, cfg: Any, estimator: nn.Module | None = None,
                  content_net: nn.Module | None = None):
         super().__init__()
-        from blurfield.config import Config
+        from blurfield.config import Config, as_config
 
         cfg = OmegaConf.merge(OmegaConf.structured(Config), cfg)
-        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True)})
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True,
+                                                                 enum_to_str=True)})
         self.automatic_optimization = False
-        ft = cfg.finetune
-        self.ft: DictConfig = ft
+        ft: FinetuneCfg = as_config(cfg.finetune)
+        self.ft = ft
         self._check(ft)
         self.generator = DeblurGenerator(ft.ngf, ft.n_blocks, ft.dropout)
         if ft.generator_init:
@@ -141,10 +142,8 @@ class ReblurFinetuneModule(L.LightningModule):
             object.__setattr__(self, "_content_net", _freeze(content_net))
 
     @staticmethod
-    def _check(ft: DictConfig) -> None:
-        if ft.content_loss not in ("perceptual", "mse", "none"):
-            raise ValueError(f"finetune.content_loss={ft.content_loss}: expected perceptual, "
-                             "mse or none")
+    def _check(ft: FinetuneCfg) -> None:
+        """What the schema's types cannot check (its Enums check the choices)."""
         if ft.content_loss == "perceptual" and not ft.vgg_path:
             raise ValueError("finetune.vgg_path is not set: the perceptual content loss needs "
                              "a local VGG19 state dict (keys features.N.weight); set "
@@ -154,9 +153,6 @@ class ReblurFinetuneModule(L.LightningModule):
             raise ValueError(f"finetune.reblur_weight={ft.reblur_weight} needs "
                              "finetune.estimator=FILE (kernel estimator weights); set "
                              "finetune.reblur_weight=0 for plain DeblurGAN")
-        if ft.reblur_padding not in PADDINGS or ft.reblur_norm not in ("l1", "l2"):
-            raise ValueError(f"finetune.reblur_padding={ft.reblur_padding} / reblur_norm="
-                             f"{ft.reblur_norm}: expected {PADDINGS} / l1, l2")
         if ft.n_critic < 1:
             raise ValueError(f"finetune.n_critic={ft.n_critic}: must be >= 1")
 
@@ -273,12 +269,12 @@ class ReblurFinetuneModule(L.LightningModule):
 
     def _log_samples(self, key: str, blurry: Tensor, restored: Tensor, target: Tensor) -> None:
         """Rows of blurry | restored | sharp to a logger with ``log_image`` (W&B)."""
-        every = max(1, int(self.ft.image_every_n_epochs))
+        every = max(1, self.ft.image_every_n_epochs)
         logger = self.logger
         if (logger is None or not hasattr(logger, "log_image") or self.current_epoch % every
                 or self.global_rank != 0):
             return
-        k = min(int(self.ft.num_images), blurry.shape[0])
+        k = min(self.ft.num_images, blurry.shape[0])
         rows = torch.cat([blurry[:k], restored[:k], target[:k]], dim=-1)  # (k, 3, H, 3W)
         images = [(r.permute(1, 2, 0).clamp(0, 1).float().cpu().numpy() * 255).round()
                   .astype(np.uint8) for r in rows]

@@ -15,9 +15,9 @@ import secrets
 from pathlib import Path
 from typing import Any
 
+from blurfield.config import LoggerKind
 from blurfield.fileio import write_text_atomic
 
-LOGGERS = ("wandb", "csv", "none")
 WANDB_MODES = ("offline", "online", "disabled")
 
 
@@ -46,10 +46,8 @@ def build_logger(logging_cfg: Any, run_dir: str | Path, run_name: str,
     Raises:
         ValueError naming ``logging.logger`` / ``logging.mode`` on an unknown value.
     """
-    kind = str(logging_cfg.logger)
+    kind = LoggerKind.parse(logging_cfg.logger, "logging.logger")
     run_dir = Path(run_dir)
-    if kind not in LOGGERS:
-        raise ValueError(f"logging.logger: {kind!r} is not one of {', '.join(LOGGERS)}")
     if kind == "none":
         return False
     if kind == "csv":
@@ -59,7 +57,7 @@ def build_logger(logging_cfg: Any, run_dir: str | Path, run_name: str,
         if config is not None:
             logger.log_hyperparams(config)
         return logger
-    mode = os.environ.get("WANDB_MODE") or str(logging_cfg.mode)
+    mode = os.environ.get("WANDB_MODE") or logging_cfg.mode
     if mode == "dryrun":
         mode = "offline"
     if mode not in WANDB_MODES:
@@ -70,7 +68,7 @@ def build_logger(logging_cfg: Any, run_dir: str | Path, run_name: str,
     return WandbLogger(
         name=run_name,
         save_dir=str(run_dir),
-        project=str(logging_cfg.project),
+        project=logging_cfg.project,
         entity=logging_cfg.entity or None,
         group=logging_cfg.group or None,
         tags=[str(t) for t in (logging_cfg.tags or [])],

@@ -28,6 +28,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from blurfield.config import Config, InitKernels, Task, as_config
 from blurfield.fileio import write_text_atomic
 
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "64-true")
@@ -47,27 +48,23 @@ def check_shards(pattern: str, key: str) -> None:
     expand_shards(pattern, key)
 
 
-def check_config(cfg: DictConfig) -> None:
-    """Values the schema's types cannot check; ValueError naming the key."""
-    t = cfg.train
-    if t.reblur_space not in ("display", "linear"):
-        raise ValueError(f"train.reblur_space: {t.reblur_space!r} is not display or linear")
-    if str(t.precision) not in PRECISIONS:
+def check_config(cfg: DictConfig | Config) -> None:
+    """Values the schema's types cannot check (its Enums check the choices); ValueError
+    naming the key."""
+    c = as_config(cfg)
+    t = c.train
+    if t.precision not in PRECISIONS:
         raise ValueError(f"train.precision: {t.precision!r} is not one of {', '.join(PRECISIONS)}")
     for key in ("epochs", "lr_halve_every", "l1_chunk", "l1_stride", "val_every_n_epochs"):
-        if int(t[key]) < 1:
-            raise ValueError(f"train.{key}: {t[key]} must be >= 1")
-    if not t.run_name or "/" in str(t.run_name):
+        if getattr(t, key) < 1:
+            raise ValueError(f"train.{key}: {getattr(t, key)} must be >= 1")
+    if not t.run_name or "/" in t.run_name:
         raise ValueError(f"train.run_name: {t.run_name!r} must be a non-empty name without '/'")
-    if t.init_kernels not in ("network", "lines"):
-        raise ValueError(f"train.init_kernels: {t.init_kernels!r} is not network or lines")
-    if int(t.freeze_kernels_epochs) < 0:
+    if t.freeze_kernels_epochs < 0:
         raise ValueError(f"train.freeze_kernels_epochs: {t.freeze_kernels_epochs} must be >= 0")
-    if t.task not in ("estimator", "deblurgan"):
-        raise ValueError(f"train.task: {t.task!r} is not estimator or deblurgan")
-    crop = int(cfg.data.crop_size)
-    if crop % 32:
-        raise ValueError(f"data.crop_size: {crop} must be a multiple of 32 (five 2x poolings)")
+    if c.data.crop_size % 32:
+        raise ValueError(f"data.crop_size: {c.data.crop_size} must be a multiple of 32 (five 2x "
+                         "poolings)")
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -103,8 +100,10 @@ def slurm_plugins() -> list[Any]:
 # --------------------------------------------------------------------------- training
 
 
-def run_dir_of(cfg: DictConfig) -> Path:
-    return Path(cfg.train.out_dir) / str(cfg.train.run_name)
+def run_dir_of(cfg: DictConfig | Config) -> Path:
+    """``<train.out_dir>/<train.run_name>``."""
+    t = as_config(cfg).train
+    return Path(t.out_dir) / t.run_name
 
 
 def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
@@ -120,31 +119,32 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
     from blurfield.tasks.estimator import KernelEstimatorModule
     from blurfield.tasks.loggers import build_logger
 
-    check_config(cfg)
-    t = cfg.train
-    run_dir = run_dir_of(cfg)
-    resume = bool(t.resume) or slurm_requeued()
+    c = as_config(cfg)  # typed from here on
+    check_config(c)
+    t = c.train
+    run_dir = run_dir_of(c)
+    resume = t.resume or slurm_requeued()
     ckpt_path = resume_checkpoint(run_dir)
     if ckpt_path is not None and not resume:
         raise ValueError(
             f"train.run_name: {run_dir} already has checkpoints ({ckpt_path.name}): set "
             "train.resume=true to continue it, or choose another train.run_name/out_dir")
     if datamodule is None:
-        check_shards(str(cfg.data.train_shards), "data.train_shards")
-        if cfg.data.val_shards:  # "" = no validation
-            check_shards(str(cfg.data.val_shards), "data.val_shards")
+        check_shards(c.data.train_shards, "data.train_shards")
+        if c.data.val_shards:  # "" = no validation
+            check_shards(c.data.val_shards, "data.val_shards")
         from blurfield.data.datamodule import BlurDataModule
 
-        datamodule = BlurDataModule(cfg.data, kernel_size=int(cfg.model.kernel_size))
+        datamodule = BlurDataModule(cfg.data, kernel_size=c.model.kernel_size)
 
-    L.seed_everything(int(t.seed), workers=True, verbose=False)
-    deblurgan = str(t.task) == "deblurgan"  # the reblur fine-tune (blurfield.tasks.finetune)
+    L.seed_everything(t.seed, workers=True, verbose=False)
+    deblurgan = t.task == Task.deblurgan  # the reblur fine-tune (blurfield.tasks.finetune)
     if deblurgan:
         from blurfield.tasks.finetune import ReblurFinetuneModule
 
         module = ReblurFinetuneModule(cfg)
     else:
-        module = KernelEstimatorModule(cfg.model, t)
+        module = KernelEstimatorModule(c.model, t)
         if t.init_from and ckpt_path is None:  # start from weights (not a resume)
             from blurfield.models.io import load_any_estimator
 
@@ -154,26 +154,27 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
                                  f"{init.hparams_dict} differ from model.* "
                                  f"{module.model.hparams_dict}")
             module.model.load_state_dict(init.state_dict())
-        elif t.init_kernels == "lines" and ckpt_path is None:
+        elif t.init_kernels == InitKernels.lines and ckpt_path is None:
             from blurfield.models.basis_init import fit_kernel_head, line_dictionary
 
             m = module.model
             dist = fit_kernel_head(m, line_dictionary(m.n_basis, m.kernel_size),
-                                   seed=int(t.seed))
+                                   seed=t.seed)
             print(f"train.init_kernels=lines: kernel head fitted to {m.n_basis} line kernels "
                   f"(mean L1 distance {dist:.3f})", flush=True)
-    full = OmegaConf.to_container(cfg, resolve=True)
-    logger = build_logger(cfg.logging, run_dir, str(t.run_name), full)  # type: ignore[arg-type]
+    full = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    logger = build_logger(c.logging, run_dir, t.run_name, full)  # type: ignore[arg-type]
+    mc = c.model
     info = {
-        "run_name": str(t.run_name),
-        "group": cfg.logging.group,
-        "tags": list(cfg.logging.tags or []),
-        **{k: cfg.model[k] for k in ("n_basis", "kernel_size", "base_width")},
-        "epochs_planned": int(t.epochs),
-        "kernel_loss_p_switch_epoch": int(t.kernel_loss_p_switch_epoch),
-        "lr_halve_every": int(t.lr_halve_every),
-        "samples_per_epoch": int(cfg.data.samples_per_epoch),
-        "batch_size": int(cfg.data.batch_size),
+        "run_name": t.run_name,
+        "group": c.logging.group,
+        "tags": list(c.logging.tags),
+        "n_basis": mc.n_basis, "kernel_size": mc.kernel_size, "base_width": mc.base_width,
+        "epochs_planned": t.epochs,
+        "kernel_loss_p_switch_epoch": t.kernel_loss_p_switch_epoch,
+        "lr_halve_every": t.lr_halve_every,
+        "samples_per_epoch": c.data.samples_per_epoch,
+        "batch_size": c.data.batch_size,
     }
     callbacks: list[Any] = [
         ModelCheckpoint(
@@ -187,9 +188,9 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
             dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
             every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False,
         ),
-        KernelLossSwitch(int(t.kernel_loss_p_switch_epoch)),
+        KernelLossSwitch(t.kernel_loss_p_switch_epoch),
         RunSummary(run_dir / "summary.json", info, monitor=MONITOR),
-        FieldPictures(int(t.image_every_n_epochs), run_dir / "pictures"),
+        FieldPictures(t.image_every_n_epochs, run_dir / "pictures"),
     ]
     if deblurgan:  # estimator-only callbacks; the fine-tune logs its own restored samples
         callbacks = [c for c in callbacks if not isinstance(c, (KernelLossSwitch, FieldPictures))]
@@ -199,21 +200,21 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     trainer = L.Trainer(
         default_root_dir=str(run_dir),
-        max_epochs=int(t.epochs),
-        max_steps=int(t.max_steps),
-        accelerator=str(t.accelerator),
+        max_epochs=t.epochs,
+        max_steps=t.max_steps,
+        accelerator=t.accelerator,
         devices=t.devices,
-        num_nodes=int(t.num_nodes),
-        strategy=str(t.strategy),
-        precision=str(t.precision),
+        num_nodes=t.num_nodes,
+        strategy=t.strategy,
+        precision=t.precision,
         logger=logger,
         callbacks=callbacks,
         plugins=slurm_plugins() or None,
-        log_every_n_steps=int(t.log_every_n_steps),
-        limit_val_batches=int(t.limit_val_batches),
-        check_val_every_n_epoch=int(t.val_every_n_epochs),
-        enable_progress_bar=bool(t.progress_bar),
-        enable_model_summary=bool(t.progress_bar),
+        log_every_n_steps=t.log_every_n_steps,
+        limit_val_batches=t.limit_val_batches,
+        check_val_every_n_epoch=t.val_every_n_epochs,
+        enable_progress_bar=t.progress_bar,
+        enable_model_summary=t.progress_bar,
     )
     if resume and ckpt_path is None and trainer.is_global_zero:
         print(f"blurfield train: nothing to resume in {run_dir}; starting afresh")
