@@ -188,8 +188,12 @@ class RestoreOptions(RLOptions):
     tile: int = 1024  # restore in tiles of this size (0 = never tile)
     tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
     no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)
-    no_harm_probe: int = 10  # RL iterations of the field and of each variant it must beat
-    no_harm_evidence: float = 0.4  # log(U_variant / U_field) for a full restoration
+    no_harm_probe: int = 10  # RL iterations of each probe of the field and its variants
+    no_harm_evidence: float = 0.2  # log(U_turned / U_field) for a full restoration
+    no_harm_margin: float = 0.15  # the half-size copy may explain up to e^margin x better
+    no_harm_max_unexplained: float = 0.45  # U above this: the photo lacks the claimed blur
+    no_harm_shrink: int = 1  # also try the kernels at 0.71, ... of their size (steps)
+    no_harm_window: int = 256  # probes on four squares of this side (0 = the whole photo)
     no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
     no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
     restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]

@@ -49,7 +49,8 @@ SIGNATURE_KEYS = ("benchmark", "root", "checkpoint", "deblurrer", "gamma", "satu
 # restore_scale keep the API's defaults.
 RESTORE_KEYS = ("iterations", "saturation", "tv_weight", "early_stop", "padding", "method",
                 "sat_threshold", "z_dilate", "tile", "tile_overlap", "no_harm", "no_harm_probe",
-                "no_harm_evidence", "no_harm_noise", "no_harm_min_blur")
+                "no_harm_evidence", "no_harm_margin", "no_harm_max_unexplained",
+                "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur")
 
 
 # --------------------------------------------------------------------------- settings
