@@ -130,6 +130,27 @@ class ReblurNorm(Choice):
     l2 = "l2"
 
 
+class InitUpsampling(Choice):
+    """The decoder's transposed convolutions at init: random (code) or nearest-neighbour."""
+
+    random = "random"
+    nearest = "nearest"
+
+
+class KoehlerSsim(Choice):
+    """Köhler's SSIM: at the frame of best PSNR, or the best over the frames."""
+
+    best = "best"
+    max = "max"
+
+
+class GoproBlurDir(Choice):
+    """GoPro's blurry frames: ``blur`` or ``blur_gamma``."""
+
+    blur = "blur"
+    blur_gamma = "blur_gamma"
+
+
 @functools.cache
 def _choice_fields(cls: type) -> tuple[tuple[str, type[Choice]], ...]:
     """(name, Enum) of each field of the dataclass ``cls`` whose type is a :class:`Choice`."""
@@ -262,7 +283,7 @@ class TrainCfg:
     init_from: str | None = None  # estimator weights to start a new run from (any format)
     seed: int = 0  # model initialisation (data.seed seeds the data)
     init_gain: float = 0.5  # conv init std = gain sqrt(2 / (k k out)); 0.5 = code, 1 = He
-    init_upsampling: str = "random"  # random (code) | nearest: no checkerboard at init
+    init_upsampling: InitUpsampling = InitUpsampling.random  # random (code) | nearest (smooth)
     init_kernels: InitKernels = InitKernels.network  # network | lines: head fitted to lines
     freeze_kernels_epochs: int = 0  # kernel head fixed for the first n epochs
     max_steps: int = -1  # stop after this many optimizer steps (-1 = epochs decide)
@@ -447,8 +468,8 @@ class EvalCfg:
     ecc_gauss: int = 5  # Gaussian pre-smoothing size of ECC
     ecc_levels: int = 1  # 1 = full resolution only; more for large misalignment
     koehler_frame_step: int = 1  # Köhler: score every n-th recorded sharp frame
-    koehler_ssim: str = "best"  # best (SSIM at the max-PSNR frame) | max (max over frames)
-    gopro_blur_dir: str = "blur"  # blur | blur_gamma
+    koehler_ssim: KoehlerSsim = KoehlerSsim.best  # best (at the max-PSNR frame) | max (over frames)
+    gopro_blur_dir: GoproBlurDir = GoproBlurDir.blur  # blur | blur_gamma
     window: int = 256  # synthetic: centre window side scored per sample (multiple of 32)
 
 

@@ -21,6 +21,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from blurfield.fileio import write_text_atomic
 
 HELP = "table and plot of final metrics against B: blurfield report RUN_DIR ... [--out DIR]"
@@ -163,7 +165,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> dict[str, Path]
     return paths
 
 
-def run(cfg: Any, args: argparse.Namespace) -> int:
+def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     """Write the report of the run directories named on the command line; print its table."""
     from blurfield.errors import UserError
 

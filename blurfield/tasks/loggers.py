@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from blurfield.config import LoggerKind
+from blurfield.config import LoggerKind, LoggingCfg
 from blurfield.fileio import write_text_atomic
 
 WANDB_MODES = ("offline", "online", "disabled")
@@ -33,12 +33,12 @@ def _wandb_id(run_dir: Path) -> str:
     return run_id
 
 
-def build_logger(logging_cfg: Any, run_dir: str | Path, run_name: str,
+def build_logger(logging_cfg: LoggingCfg, run_dir: str | Path, run_name: str,
                  config: dict[str, Any] | None = None) -> Any:
     """A Lightning logger (or ``False`` for none).
 
     Args:
-        logging_cfg: LoggingCfg-like (logger, project, entity, group, tags, mode).
+        logging_cfg: the ``logging`` section (a DictConfig of it works too).
         run_dir: the run directory ``<out_dir>/<run_name>``.
         run_name: the W&B run name.
         config: the full resolved config (plain dict), stored with the W&B run and
