@@ -41,6 +41,7 @@ Usage: python bench/restore.py [--sections rl e2e probes scale] [--size 512] [--
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -55,6 +56,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blur import conv2d_reference, conv2d_reference_adjoint, floor_time, peaky_mixing  # noqa: E402
 
+from blurfield.config import RestoreOptions  # noqa: E402
 from blurfield.physics import blur, saturate, smooth_size, to_display, to_linear  # noqa: E402
 from blurfield.restore import richardson_lucy, rl  # noqa: E402
 
@@ -259,19 +261,25 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
         t_est = time.perf_counter() - t0
         x = lin(torch.from_numpy(image).permute(2, 0, 1)[None].float())
         low = field.mixing[None]
-        options = dict(saturation=True, tv_weight=1e-3, padding="same", method="auto",
-                       sat_threshold=0.99, z_dilate=3, skip_tol=1e-3)
-        t0 = time.perf_counter()
-        a = api._assess(x, field, low, torch.device("cpu"), 2.2, options, 10, 0.4, 1.5, 1.0)
-        t_probe = time.perf_counter() - t0
+        o = RestoreOptions()
+        options = {k: v for k, v in o.rl_kwargs().items() if k not in ("iterations",
+                                                                      "early_stop")}
+        t_probes = {}
+        for window in (o.no_harm_window, 0):  # the default squares, the whole photo
+            t0 = time.perf_counter()
+            a = api._assess(x, field, low, torch.device("cpu"), 2.2,
+                            dataclasses.replace(o, no_harm_window=window), options, 10)
+            t_probes[window] = time.perf_counter() - t0
+        t_probe = t_probes[o.no_harm_window]
         t0 = time.perf_counter()
         api.restore(x, field, iterations=rl_iterations, no_harm=False, device="cpu",
                     restore_scale=restore_scale)
         t_rl = (time.perf_counter() - t0) * iterations / max(1, rl_iterations)
         total = t_est + t_probe + t_rl
         print(f"  {name:>5}: estimate {t_est:.1f} s, probes {t_probe:.1f} s (blend "
-              f"{a.blend:.2f}), RL {t_rl:.1f} s; probes' share {t_probe / total:.0%}, "
-              f"estimate's {t_est / total:.0%}")
+              f"{a.blend:.2f}; on the whole photo {t_probes[0]:.1f} s, "
+              f"{t_probes[0] / t_probe:.1f}x), RL {t_rl:.1f} s; probes' share "
+              f"{t_probe / total:.0%}, estimate's {t_est / total:.0%}")
 
 
 # --------------------------------------------------------------------------- 4. scale

@@ -84,9 +84,11 @@ def _restore(v_lin: Tensor, kernels: Tensor, mixing: Tensor, gamma: float,
     rule = {k: opts.pop(k) for k in NO_HARM_KEYS if k in opts}
     if rule.get("no_harm", False):
         rule.pop("no_harm")
+        names = {"no_harm_noise": "noise_factor", "no_harm_min_blur": "min_blur_px"}
         out = no_harm_richardson_lucy(
             v_lin, kernels.to(v_lin), mixing.to(v_lin), gamma=gamma,
-            **{k.removeprefix("no_harm_"): v for k, v in rule.items()}, **opts).image[0]
+            **{names.get(k, k.removeprefix("no_harm_")): v for k, v in rule.items()},
+            **opts).image[0]
     else:
         out = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts).image[0]
     o = (kernels.shape[-1] - 1) // 2
