@@ -151,6 +151,17 @@ class GoproBlurDir(Choice):
     blur_gamma = "blur_gamma"
 
 
+class Benchmark(Choice):
+    """What ``blurfield evaluate`` scores (docs/design.md §7)."""
+
+    realblur_j = "realblur_j"
+    realblur_r = "realblur_r"
+    koehler = "koehler"
+    gopro = "gopro"
+    synthetic = "synthetic"
+    folder = "folder"
+
+
 @functools.cache
 def _choice_fields(cls: type) -> tuple[tuple[str, type[Choice]], ...]:
     """(name, Enum) of each field of the dataclass ``cls`` whose type is a :class:`Choice`."""
@@ -448,7 +459,8 @@ class EvalCfg:
     """blurfield evaluate (docs/design.md §7). RL settings come from `restore`; None here = the
     benchmark's protocol default (blurfield/evaluation/protocols.py)."""
 
-    benchmark: str = "synthetic"  # realblur_j | realblur_r | koehler | gopro | synthetic | folder
+    # realblur_j | realblur_r | koehler | gopro | synthetic | folder
+    benchmark: Benchmark = Benchmark.synthetic
     root: str | None = None  # the benchmark's folder (or shards for synthetic)
     out_dir: str = "eval_out"  # results.csv, summary.md/json, pictures/, index.html
     limit: int = 0  # 0 = every image; n = the first n (in the reader's order)
@@ -561,7 +573,10 @@ def _one_line(e: Exception) -> str:
     if isinstance(e, oc_errors.ValidationError):
         key = getattr(e, "full_key", None)
         typ = _key_type(key) if key else None
-        extra = f" (expected {typ})" if typ else ""
+        if isinstance(typ, type) and issubclass(typ, Choice):
+            allowed = ", ".join(m.value for m in typ)
+            return f"bad value for '{key}': {getattr(e, 'value', '?')!r} is not one of {allowed}"
+        extra = f" (expected {getattr(typ, '__name__', typ)})" if typ else ""
         return f"bad value for '{key}': {msg}{extra}"
     return msg
 
@@ -573,7 +588,8 @@ def _allowed_keys(parent: str) -> list[str]:
     return list(node.keys()) if isinstance(node, DictConfig) else []
 
 
-def _key_type(key: str) -> str | None:
+def _key_type(key: str) -> Any:
+    """The schema's type of a dotted key (a class, or a typing form), None if unknown."""
     cls: Any = Config
     typ: Any = None
     for part in key.split("."):
@@ -584,7 +600,7 @@ def _key_type(key: str) -> str | None:
         if part not in hints:
             return None
         typ = cls = hints[part]
-    return getattr(typ, "__name__", str(typ))
+    return typ
 
 
 def load_config(

@@ -15,7 +15,7 @@ from typing import Any
 
 from blurfield.config import Config
 
-_FIELD = re.compile(r"\s+(\w+):[^=#]*=(?:.*?#\s*(.*))?$")
+_FIELD = re.compile(r"\s+(\w+):[^=#]*=[^#]*(?:#\s*(.*))?$")
 
 
 def field_comments(cls: type) -> dict[str, str]:

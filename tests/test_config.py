@@ -66,3 +66,13 @@ def test_config_reference_is_current():
 
     assert CONFIG_MD.read_text(encoding="utf-8") == render(), \
         "docs/config.md is stale: make docs (python -m blurfield.docs)"
+
+
+def test_a_choice_outside_its_enum_is_one_line_naming_the_allowed_values(capsys):
+    from blurfield.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"eval\.benchmark.*realblur_j, realblur_r"):
+        load_config([], ["eval.benchmark=realblur"])
+    assert main(["evaluate", "--benchmark", "realblur", "--root", "."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "eval.benchmark" in err[0] and "koehler" in err[0]
