@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blurfield.config import Padding, RLOptions
+from blurfield.options import Padding, RLOptions
 from blurfield.physics import BlurField, check_field, pad, saturate, saturate_grad
 
 TV_MIN_DENOMINATOR = 0.1
