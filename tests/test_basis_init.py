@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from moments import axes
+from helpers.moments import axes
 from omegaconf import OmegaConf
 
 from blurfield.config import ConfigError, load_config

@@ -6,7 +6,7 @@ import numpy as np
 import png
 import pytest
 import skimage.data
-from fields import line_field
+from helpers.fields import line_field
 
 from blurfield import api
 from blurfield.api import load_field, save_field

@@ -1,6 +1,6 @@
 """BlurDataModule: batch format, the docs/design.md §8 invariant, splitting, epochs, bad data.
 
-Shards come from tests/fake_shards.py (96 x 96 scenes, K = 9, crops of 32). Crops are
+Shards come from tests/helpers/fake_shards.py (96 x 96 scenes, K = 9, crops of 32). Crops are
 located in the full scene by exact pixel match, then compared with the references the
 fixture computed on the whole scene.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import fake_shards as fs
 import numpy as np
 import pytest
 import torch
+from helpers import fake_shards as fs
 from numpy.lib.stride_tricks import sliding_window_view
 
 import blurfield.data.datamodule as dmod

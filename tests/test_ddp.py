@@ -9,14 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fake_shards as fs
 import torch
+from helpers import fake_shards as fs
 
 HERE = Path(__file__).resolve().parent
 
 
 def test_ddp_two_ranks_disjoint_samples_identical_weights(tmp_path):
-    from ddp_script import BATCH, EPOCHS, SAMPLES
+    from helpers.ddp_script import BATCH, EPOCHS, SAMPLES
 
     fs.write_shards(tmp_path / "shards", "train", 4, 3, kernel_size=33, vary_layers=True)
     out = tmp_path / "out"
@@ -24,8 +24,9 @@ def test_ddp_two_ranks_disjoint_samples_identical_weights(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, str(HERE / "ddp_script.py"), str(tmp_path / "shards" / "train-*.tar"),
-         str(out)], env=env, capture_output=True, text=True, timeout=240)
+        [sys.executable, str(HERE / "helpers" / "ddp_script.py"),
+         str(tmp_path / "shards" / "train-*.tar"), str(out)],
+        env=env, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     info = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers.moments import covariance
 from skimage import data
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from blurfield.evaluation import align, metrics
 from blurfield.physics.kernels import line_kernel
-from tests.moments import covariance
 
 
 def _pair(seed: int = 0, h: int = 40, w: int = 52) -> tuple[np.ndarray, np.ndarray]:

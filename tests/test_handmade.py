@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import webdataset as wds
-from moments import axes
+from helpers.moments import axes
 
 from blurfield.data.schema import decode_sample, gt_field, sharp_linear
 from blurfield.physics import blur

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from moments import covariance
+from helpers.moments import covariance
 from PIL import Image
 from scipy.signal import correlate
 

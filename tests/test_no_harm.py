@@ -8,7 +8,7 @@ import pytest
 import skimage.data
 import skimage.transform
 import torch
-from moments import splat_line
+from helpers.moments import splat_line
 
 from blurfield.api import Field, deblur, load_decision, load_field, save_field
 from blurfield.cli import main

@@ -9,7 +9,7 @@ import inspect
 
 import pytest
 import torch
-from fields import line_field
+from helpers.fields import line_field
 
 from blurfield.api import restore
 from blurfield.config import (

@@ -8,8 +8,8 @@ import pytest
 import skimage.data
 import skimage.transform
 import torch
-from fields import line_field
-from moments import splat_line
+from helpers.fields import line_field
+from helpers.moments import splat_line
 
 from blurfield import api
 from blurfield.api import Field, resolve_threads, restore, restore_scale_factor, save_field

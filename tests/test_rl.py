@@ -10,7 +10,7 @@ import skimage.data
 import skimage.transform
 import torch
 import torch.nn.functional as F
-from moments import splat_line
+from helpers.moments import splat_line
 
 from blurfield.physics import blur, saturate, to_display, to_linear
 from blurfield.restore import (

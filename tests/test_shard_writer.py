@@ -8,8 +8,8 @@ import io
 import os
 import tarfile
 
-import fake_shards as fs
 import pytest
+from helpers import fake_shards as fs
 
 from blurfield.data.schema import decode_sample, encode_sample
 from blurfield.data.writer import MODE, MTIME, ShardWriter, write_shard

@@ -1,4 +1,4 @@
-"""The sbatch scripts on a real single-node Slurm started here (tests/slurm_cluster.py).
+"""The sbatch scripts on a real single-node Slurm started here (tests/helpers/slurm_cluster.py).
 
 - ablation_B.sbatch: a 3-task array, one B each (read from the sweep), one W&B group, the
   schedule of the config given (with a stand-in command that records what it ran and
@@ -18,17 +18,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fake_shards as fs
 import pytest
 import yaml
-from slurm_cluster import job_state, local_slurm, missing_reason, wait_for
+from helpers import fake_shards as fs
+from helpers.slurm_cluster import job_state, local_slurm, missing_reason, wait_for
 
 pytestmark = [pytest.mark.slurm,
               pytest.mark.skipif(missing_reason() is not None,
                                  reason=f"no local Slurm: {missing_reason()}")]
 
 REPO = Path(__file__).resolve().parent.parent
-FAKE = f"{sys.executable} {REPO / 'tests' / 'slurm_fake.py'}"
+FAKE = f"{sys.executable} {REPO / 'tests' / 'helpers' / 'slurm_fake.py'}"
 CPU_OPTS = ["--gpus-per-node=0", "--cpus-per-task=1", "--mem=1G", "--time=10"]
 
 

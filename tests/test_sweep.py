@@ -165,7 +165,7 @@ def test_sbatch_does_not_restate_the_values_or_the_schedule():
 
 def run_sbatch(tmp_path: Path, task: int, *args: str, **env: str) -> dict:
     """slurm/ablation_B.sbatch run by bash as array task ``task``, outside Slurm: a stand-in
-    ``srun`` runs its command, tests/slurm_fake.py stands in for blurfield; its record."""
+    ``srun`` runs its command, tests/helpers/slurm_fake.py stands in for blurfield; its record."""
     import os
     import subprocess
     import sys
@@ -179,7 +179,7 @@ def run_sbatch(tmp_path: Path, task: int, *args: str, **env: str) -> dict:
     keep = ("HOME", "LANG", "TMPDIR", "VIRTUAL_ENV")
     run_env = {k: v for k, v in os.environ.items() if k in keep}
     run_env.update(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", PYTHONPATH=str(REPO),
-                   BLURFIELD_CMD=f"{sys.executable} {REPO / 'tests' / 'slurm_fake.py'}",
+                   BLURFIELD_CMD=f"{sys.executable} {REPO / 'tests' / 'helpers' / 'slurm_fake.py'}",
                    BLURFIELD_PYTHON=sys.executable, BLURFIELD_TEST_OUT=str(out),
                    SLURM_ARRAY_TASK_ID=str(task), SLURM_ARRAY_JOB_ID="7",
                    SLURM_ARRAY_TASK_MIN="0", SLURM_ARRAY_TASK_MAX=str(len(b_values()) - 1),

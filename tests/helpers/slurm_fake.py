@@ -1,7 +1,7 @@
 """A stand-in for ``blurfield`` / ``python`` in the Slurm test: records what a job ran.
 
-    python tests/slurm_fake.py train --config X key=value ...        (as BLURFIELD_CMD)
-    python tests/slurm_fake.py -m data_prep shards key=value ...      (as BLURFIELD_PYTHON)
+    python tests/helpers/slurm_fake.py train --config X key=value ...        (as BLURFIELD_CMD)
+    python tests/helpers/slurm_fake.py -m data_prep shards key=value ...      (as BLURFIELD_PYTHON)
 
 Writes ``$BLURFIELD_TEST_OUT/<job>_<task>_<procid>.json`` with the arguments, the Slurm
 variables and, for ``train``, the ``--config`` files and overrides resolved as ``blurfield

@@ -1,6 +1,6 @@
 """Two-process DDP training on the CPU (gloo) with BlurDataModule; run by tests/test_ddp.py.
 
-    python tests/ddp_script.py SHARD_GLOB OUT_DIR
+    python tests/helpers/ddp_script.py SHARD_GLOB OUT_DIR
 
 ``strategy="ddp"`` re-launches this file for rank 1, so it must be a script, not a test.
 Rank 0 writes ``OUT_DIR/init.pt`` (initial weights), each rank ``OUT_DIR/rank{r}.pt``
