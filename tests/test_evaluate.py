@@ -155,9 +155,9 @@ def test_synthetic_uniform_blur_upper_bound_is_the_uniform_kernel():
 
 
 def test_synthetic_restorations_go_through_the_no_harm_rule_with_its_options():
-    """Every no-harm key of the restore section reaches the rule: a cap of 0 on the
-    unexplained share leaves every restoration as the blurry input; lifted, the true field
-    restores."""
+    """Every no-harm key of the restore section reaches the rule (an unknown name is
+    refused): a minimum blur no field reaches leaves every restoration as the blurry input;
+    at 1 px the true field restores."""
     s = _sample("n", 0)
     gt = gt_field(s, centre_window(112, 112, K, 64))
 
@@ -165,13 +165,14 @@ def test_synthetic_restorations_go_through_the_no_harm_rule_with_its_options():
         return gt.kernels[None].float(), gt.masks[None].float()
 
     rule = dict(no_harm=True, no_harm_probe=3, no_harm_evidence=0.2, no_harm_margin=0.15,
-                no_harm_shrink=1, no_harm_window=0, no_harm_noise=1.5, no_harm_min_blur=1.0)
+                no_harm_max_unexplained=0.45, no_harm_shrink=1, no_harm_window=0,
+                no_harm_noise=1.5)
     capped = evaluate_sample(s, oracle, window=64, rl=dict(
-        iterations=3, no_harm_max_unexplained=0.0, **rule)).row
+        iterations=3, no_harm_min_blur=1e6, **rule)).row
     for key in ("psnr_est", "psnr_gt", "psnr_uniform_gt", "psnr_uniform_est"):
         assert capped[key] == pytest.approx(capped["psnr_blurry"], abs=0.05), key
     free = evaluate_sample(s, oracle, window=64, rl=dict(
-        iterations=3, no_harm_max_unexplained=1.0, **rule)).row
+        iterations=3, no_harm_min_blur=1.0, **rule)).row
     assert free["psnr_gt"] > capped["psnr_gt"] + 0.5
 
 

@@ -245,6 +245,9 @@ def test_no_harm_probes_a_right_field_three_times_and_stops_at_the_first_failure
     starts.clear()
     wrong = noharm.assess(v, noharm.turned(kernels), mixing,
                           callback=lambda t, x, e: starts.append(t == 0))
-    # the turned field leaves too much unexplained at 1 and 0.71 of its size: 2 probes
-    assert wrong.blend == 0 and sum(starts) == 2 and set(wrong.unexplained) == {"1.00", "0.71"}
-    assert min(wrong.unexplained.values()) > 0.45
+    # the turned field fails at 1 and 0.71 of its size: the field and its half at each
+    u = wrong.unexplained
+    assert wrong.blend == 0 and sum(starts) == 4 and set(u) == {"1.00", "0.71", "0.50", "0.35"}
+    for size, half in (("1.00", "0.50"), ("0.71", "0.35")):
+        e = np.log(u[half] / u[size])
+        assert e < noharm.CLEARLY_WORSE and (e < -0.15 or u[size] > 0.45)
