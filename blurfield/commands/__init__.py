@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,32 +116,3 @@ def read_photo(path: Path, min_size: int, command: str):
     for w in caught:
         tqdm.write(f"blurfield {command}: note: {w.message}", file=sys.stderr)
     return out
-
-
-def report_failure(command: str, path: Path, err: Exception) -> None:
-    """One line on stderr naming the photo (the others go on)."""
-    from tqdm import tqdm
-
-    msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if str(path) not in msg:
-        msg = f"{path}: {msg}"
-    tqdm.write(f"blurfield {command}: {msg}", file=sys.stderr)
-
-
-def each_photo(photos: list[Path], command: str, work: Callable[[Path], None]) -> int:
-    """Call ``work(path)`` for each photo under a progress bar. A photo whose ``work`` raises
-    ``ValueError`` or ``OSError`` gets one line on stderr (:func:`report_failure`) and the
-    others go on; any other error (e.g. :class:`UserError`) stops the command.
-
-    Returns the exit code: 1 if any photo failed, else 0.
-    """
-    from tqdm import tqdm
-
-    failed = 0
-    for path in tqdm(photos, desc=command, unit="photo", disable=None):
-        try:
-            work(path)
-        except (ValueError, OSError) as e:
-            failed += 1
-            report_failure(command, path, e)
-    return 1 if failed else 0
