@@ -231,7 +231,7 @@ class RestoreOptions(RLOptions):
     no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)
     no_harm_probe: int = 10  # RL iterations of each probe of the field and its variants
     no_harm_evidence: float = 0.2  # log(U_turned / U_field) for a full restoration
-    no_harm_margin: float = 0.15  # the half-size copy may explain up to e^margin x better
+    no_harm_margin: float = 0.25  # the half-size copy may explain up to e^margin x better
     no_harm_max_unexplained: float = 0.45  # U above this: the photo lacks the claimed blur
     no_harm_shrink: int = 1  # also try the kernels at 0.71, ... of their size (steps)
     no_harm_window: int = 256  # probes on four squares of this side (0 = the whole photo)

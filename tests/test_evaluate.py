@@ -164,7 +164,7 @@ def test_synthetic_restorations_go_through_the_no_harm_rule_with_its_options():
     def oracle(v):
         return gt.kernels[None].float(), gt.masks[None].float()
 
-    rule = dict(no_harm=True, no_harm_probe=3, no_harm_evidence=0.2, no_harm_margin=0.15,
+    rule = dict(no_harm=True, no_harm_probe=3, no_harm_evidence=0.2, no_harm_margin=0.25,
                 no_harm_max_unexplained=0.45, no_harm_shrink=1, no_harm_window=0,
                 no_harm_noise=1.5)
     capped = evaluate_sample(s, oracle, window=64, rl=dict(
