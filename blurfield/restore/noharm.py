@@ -50,9 +50,9 @@ worst gain +0.44 / -0.07 dB on the synthetic ones (RL alone +0.24 / -5.10) and +
 restored (without the ``CLEARLY_WORSE`` exception +0.38 and +0.13 dB; with a threshold of
 0 instead of 0.05 one sharp original is restored). Margins 0.15–0.25 decide the same there,
 0.3 restores a sharp original; 0.25 also restores ``bench/restore.py``'s photo (two 25 px
-line blurs, v4 field at 0.71 of its size: +1.89 dB, where 0.15 left it as is). The previous rule (the field had to beat
-its half-size and 1.6 x copies outright) left nearly every estimated field unused. The
-decision is taken at the resolution the field was estimated at; tiled restoration applies
+line blurs, v4 field at 0.71 of its size: +1.89 dB, where 0.15 left it as is). The
+previous rule (the field had to beat its half-size and 1.6 x copies outright) left nearly
+every estimated field unused. The decision is taken at the resolution the field was estimated at; tiled restoration applies
 steps 1, 3 and 4 there and blends, without the discrepancy stop (every tile runs the same
 number of iterations).
 """
