@@ -52,9 +52,9 @@ restored (without the ``CLEARLY_WORSE`` exception +0.38 and +0.13 dB; with a thr
 0.3 restores a sharp original; 0.25 also restores ``bench/restore.py``'s photo (two 25 px
 line blurs, v4 field at 0.71 of its size: +1.89 dB, where 0.15 left it as is). The
 previous rule (the field had to beat its half-size and 1.6 x copies outright) left nearly
-every estimated field unused. The decision is taken at the resolution the field was estimated at; tiled restoration applies
-steps 1, 3 and 4 there and blends, without the discrepancy stop (every tile runs the same
-number of iterations).
+every estimated field unused. The decision is taken at the resolution the field was
+estimated at; tiled restoration applies steps 1, 3 and 4 there and blends, without the
+discrepancy stop (every tile runs the same number of iterations).
 """
 
 from __future__ import annotations
