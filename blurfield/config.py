@@ -14,21 +14,25 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf import errors as oc_errors
 
 from blurfield.options import (  # noqa: F401 (re-exported: part of the schema)
+    AdeLayout,
     Benchmark,
     BlurMethod,
     Choice,
     ContentLoss,
     Device,
+    Generator,
     GoproBlurDir,
     InitKernels,
     InitUpsampling,
+    KernelFit,
     KoehlerSsim,
     LoggerKind,
     OperatorPadding,
@@ -37,6 +41,7 @@ from blurfield.options import (  # noqa: F401 (re-exported: part of the schema)
     ReblurSpace,
     RestoreOptions,
     RLOptions,
+    SceneSource,
     Task,
 )
 
@@ -213,14 +218,14 @@ class MixCfg:
 class KernelsCfg:
     """The camera-shake kernel bank (data_prep kernels; docs/kernels.md)."""
 
-    generator: str = "tremor"  # tremor | boracchi | mix (section mix)
+    generator: Generator = Generator.tremor  # tremor | boracchi | mix (section mix)
     count: int = 10000  # kernels in the bank (paper: 500,000)
     seed: int = 0  # kernel i is drawn from SeedSequence([seed, generator, i])
     kernel_size: int = 33  # px, odd; the paper's support <= 33 x 33
     out_dir: str = "data/kernels"  # bank folder: chunks, params, bank.json, sheet
     chunk_size: int = 65536  # kernels per file kernels_XXXXX.npy (285 MB at K = 33)
     batch_size: int = 1024  # kernels generated at once (memory ~ 60 MB per 1,024)
-    fit: str = "reject"  # reject (redraw a path that leaves K x K) | shrink (scale it down)
+    fit: KernelFit = KernelFit.reject  # reject (redraw a path leaving K x K) | shrink (scale it)
     max_tries: int = 100  # draws per kernel with fit=reject; the last one is shrunk
     margin: int = 1  # px; outer rings kept empty (mass on the border ring = a defect)
     sheet: bool = True  # write sheet.png (64 kernels as PSFs) and hist.png
@@ -233,7 +238,7 @@ class KernelsCfg:
 class ShardsCfg:
     """Synthetic training shards (data_prep shards; docs/design.md §2)."""
 
-    source: str = "builtin"  # builtin | ade20k | folder
+    source: SceneSource = SceneSource.builtin  # builtin | ade20k | folder
     root: str | None = None  # ade20k/folder: the dataset folder (required for them)
     num_samples: int = 256  # samples to write (train + val)
     out_dir: str = "data/shards/builtin"  # shards, manifest.json, plan.json
@@ -259,7 +264,7 @@ class ShardsCfg:
     noise_poisson_max: float = 0.01  # upper end of a
     noise_gauss_min: float = 0.0  # sigma: + N(0, sigma^2), sigma ~ U[min, max]
     noise_gauss_max: float = 0.01  # upper end of sigma
-    layout: str = "auto"  # ade20k: auto | full (ADE20K_2021_17_01) | challenge (2016)
+    layout: AdeLayout = AdeLayout.auto  # ade20k: auto | full (ADE20K_2021_17_01) | challenge (2016)
     subsets: list[str] = field(default_factory=lambda: ["training", "validation"])  # ade20k
     ade_index: str | None = None  # full release: index_ade20k.pkl (default <root>/...)
     ade_class_names: list[str] = field(default_factory=lambda: ["person", "car"])  # objects
@@ -458,3 +463,17 @@ def as_config(node: Any) -> Any:
         return OmegaConf.to_object(node)
     except oc_errors.OmegaConfBaseException as e:
         raise ConfigError(_one_line(e)) from None
+
+
+def plain(node: Any) -> Any:
+    """``node`` (the config, a section, a list or a value; dataclasses or DictConfig) as
+    plain dicts, lists and scalars, choices as their value strings: what JSON files record."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        return {f.name: plain(getattr(node, f.name)) for f in dataclasses.fields(node)}
+    if isinstance(node, (DictConfig, ListConfig)):
+        return plain(OmegaConf.to_container(node, resolve=True))
+    if isinstance(node, dict):
+        return {k: plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [plain(v) for v in node]
+    return node.value if isinstance(node, Enum) else node

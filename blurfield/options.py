@@ -33,6 +33,10 @@ __all__ = [
     "KoehlerSsim",
     "GoproBlurDir",
     "Benchmark",
+    "Generator",
+    "KernelFit",
+    "SceneSource",
+    "AdeLayout",
     "RLOptions",
     "RestoreOptions",
 ]
@@ -169,6 +173,38 @@ class Benchmark(Choice):
     gopro = "gopro"
     synthetic = "synthetic"
     folder = "folder"
+
+
+class Generator(Choice):
+    """The camera-shake kernel generator (data_prep/kernels; docs/kernels.md)."""
+
+    tremor = "tremor"  # hand tremor and postural drift
+    boracchi = "boracchi"  # Boracchi & Foi (2012) random trajectories
+    mix = "mix"  # either of them per kernel (section kernels.mix)
+
+
+class KernelFit(Choice):
+    """A drawn path that leaves the K x K support: drawn again, or shrunk to fit."""
+
+    reject = "reject"
+    shrink = "shrink"
+
+
+class SceneSource(Choice):
+    """The scenes of the shard generator (data_prep/scenes)."""
+
+    builtin = "builtin"  # generated dead-leaves scenes
+    ade20k = "ade20k"  # ADE20K photos and instance masks (shards.root)
+    folder = "folder"  # any folder of photos with masks beside them (shards.root)
+
+
+class AdeLayout(Choice):
+    """ADE20K's folder layout: found, the full release (ADE20K_2021_17_01) or the 2016
+    challenge."""
+
+    auto = "auto"
+    full = "full"
+    challenge = "challenge"
 
 
 @functools.cache

@@ -31,6 +31,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from blurfield.config import as_config
 from blurfield.errors import UserError
 
 HELP = "convert the GoPro dataset (GOPRO_Large layout) into has_field=false shards"
@@ -171,7 +172,7 @@ def convert(root: str | Path, out: str | Path, *, shard_size: int, kernel_size: 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     """Convert the splits of ``shards.root`` (``--root``) into ``--out``, with
     ``shards.shard_size``, ``shards.kernel_size`` and ``shards.gamma``."""
-    sc = cfg.shards
+    sc = as_config(cfg.shards)
     if args.inputs:
         raise UserError(f"unexpected argument '{args.inputs[0]}' (expected shards.key=value)")
     if not sc.root:

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
+from blurfield.config import as_config
 from blurfield.data.schema import Sample, encode_sample, make_meta
 from blurfield.errors import UserError
 
@@ -116,7 +117,8 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     ``shards.kernel_size`` and ``shards.seed``."""
     from blurfield.data.writer import write_shard
 
-    k, seed = cfg.shards.kernel_size, cfg.shards.seed
+    sc = as_config(cfg.shards)
+    k, seed = sc.kernel_size, sc.seed
     if args.inputs:
         raise UserError(f"unexpected argument '{args.inputs[0]}' (expected shards.key=value)")
     if k % 2 == 0 or k < 25:

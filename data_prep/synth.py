@@ -230,11 +230,11 @@ def make_sample(
     kernels = kernel_source.get(ids)
     s = float(rng.uniform(sc.brightness_min, sc.brightness_max))
     noise = draw_noise(sc, rng)
-    blurry = synthesize(scene.image, scene.instances, kernels, s, float(sc.gamma),
-                        bool(sc.normalize_masks), noise, rng)
+    blurry = synthesize(scene.image, scene.instances, kernels, s, sc.gamma,
+                        sc.normalize_masks, noise, rng)
     meta = make_meta(
-        has_field=True, brightness=s, gamma=float(sc.gamma), kernel_size=int(kernels.shape[-1]),
-        normalize_masks=bool(sc.normalize_masks),
+        has_field=True, brightness=s, gamma=sc.gamma, kernel_size=int(kernels.shape[-1]),
+        normalize_masks=sc.normalize_masks,
         noise=noise.as_meta() if noise is not None else None, seed=int(seed),
         kernel_ids=[int(i) for i in ids], image_id=scene.image_id, source=source)
     return Sample(key, blurry, scene.image, meta, kernels.astype(np.float32),

@@ -76,3 +76,36 @@ def test_a_choice_outside_its_enum_is_one_line_naming_the_allowed_values(capsys)
     assert main(["evaluate", "--benchmark", "realblur", "--root", "."]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "eval.benchmark" in err[0] and "koehler" in err[0]
+
+
+@pytest.mark.parametrize("override, allowed", [
+    ("kernels.generator=gauss", "tremor, boracchi, mix"),
+    ("kernels.fit=clip", "reject, shrink"),
+    ("shards.source=coco", "builtin, ade20k, folder"),
+    ("shards.layout=2017", "auto, full, challenge"),
+])
+def test_data_prep_choices_are_enums_with_one_line_errors(override, allowed, capsys):
+    from data_prep.__main__ import main as data_prep_main
+
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"'{key}'.*{allowed}"):
+        load_config([], [override])
+    command = "kernels" if key.startswith("kernels") else "shards"
+    assert data_prep_main([command, override]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and key in err[0] and allowed in err[0]
+
+
+def test_plain_writes_choices_as_their_strings():
+    """What bank.json, manifest.json and plan.json record: the value, not 'Generator.mix'."""
+    import json
+
+    from blurfield.config import Generator, as_config, plain
+
+    c = as_config(load_config([], ["kernels.generator=mix", "shards.layout=full"]))
+    assert c.kernels.generator is Generator.mix
+    p = plain(c)
+    assert p["kernels"]["generator"] == "mix" and type(p["kernels"]["generator"]) is str
+    assert type(p["shards"]["source"]) is str and type(p["shards"]["layout"]) is str
+    assert p == plain(load_config([], ["kernels.generator=mix", "shards.layout=full"]))
+    assert json.loads(json.dumps(p)) == p

@@ -50,6 +50,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from blurfield.config import DataCfg, as_config
 from blurfield.data.batch import BATCH_KEYS
 from blurfield.data.shards import count_samples, expand_shards
 from blurfield.data.streams import STAT_NAMES, SampleStream, TrainStream, ValStream
@@ -81,17 +82,20 @@ class BlurDataModule(L.LightningDataModule):
     """Training and validation batches from shards (module docstring).
 
     Args:
-        cfg: the ``data`` section (:class:`blurfield.config.DataCfg` or a DictConfig of it).
+        cfg: the ``data`` section (:class:`blurfield.config.DataCfg`, or a DictConfig of it,
+            converted here).
         kernel_size: K of the model; samples with a field must have it.
     """
 
     def __init__(self, cfg: Any, kernel_size: int = 33) -> None:
         super().__init__()
-        self.cfg, self.kernel_size = cfg, int(kernel_size)
+        cfg = as_config(cfg)
+        self.cfg: DataCfg = cfg
+        self.kernel_size = int(kernel_size)
         for key in ("batch_size", "crop_size", "samples_per_epoch"):
-            if int(getattr(cfg, key)) < 1:
+            if getattr(cfg, key) < 1:
                 raise ValueError(f"data.{key} must be >= 1, got {getattr(cfg, key)}")
-        if int(cfg.workers) < 0:
+        if cfg.workers < 0:
             raise ValueError(f"data.workers must be >= 0, got {cfg.workers}")
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
             raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
@@ -117,14 +121,13 @@ class BlurDataModule(L.LightningDataModule):
 
     def _stream_kw(self) -> dict[str, Any]:
         rank, world = _dist(getattr(self, "trainer", None))
-        return dict(kernel_size=self.kernel_size, crop_size=int(self.cfg.crop_size),
-                    batch_size=int(self.cfg.batch_size),
-                    require_field=bool(getattr(self.cfg, "require_field", True)),
+        return dict(kernel_size=self.kernel_size, crop_size=self.cfg.crop_size,
+                    batch_size=self.cfg.batch_size, require_field=self.cfg.require_field,
                     rank=rank, world=world, counters=self._shared_counters(),
-                    key_log=getattr(self.cfg, "key_log", None))
+                    key_log=self.cfg.key_log)
 
     def _loader(self, stream: SampleStream) -> _EpochLoader:
-        workers = int(self.cfg.workers)
+        workers = self.cfg.workers
         loader = _EpochLoader(stream, batch_size=None, num_workers=workers,
                               persistent_workers=workers > 0,
                               pin_memory=torch.cuda.is_available())
@@ -142,20 +145,20 @@ class BlurDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         urls = expand_shards(self.cfg.train_shards, "data.train_shards")
         kw = self._stream_kw()
-        per_rank = math.ceil(int(self.cfg.samples_per_epoch) / (kw["world"] * kw["batch_size"]))
+        per_rank = math.ceil(self.cfg.samples_per_epoch / (kw["world"] * kw["batch_size"]))
         stream = TrainStream(urls, batches_per_rank=per_rank,
-                             shuffle_buffer=max(1, int(self.cfg.shuffle_buffer)),
-                             seed=int(self.cfg.seed), **kw)
+                             shuffle_buffer=max(1, self.cfg.shuffle_buffer),
+                             seed=self.cfg.seed, **kw)
         return self._loader(stream)
 
     def val_dataloader(self) -> DataLoader | list:
-        if not self.cfg.val_shards or int(self.cfg.val_samples) < 1:
+        if not self.cfg.val_shards or self.cfg.val_samples < 1:
             return []
         urls = expand_shards(self.cfg.val_shards, "data.val_shards")
         available = count_samples(urls)
         if available == 0:
             raise ValueError(f"data.val_shards: no readable sample in {self.cfg.val_shards}")
-        n = min(int(self.cfg.val_samples), available)
+        n = min(self.cfg.val_samples, available)
         return self._loader(ValStream(urls, n_samples=n, **self._stream_kw()))
 
 

@@ -135,7 +135,7 @@ def prepare(cfg: DictConfig, datamodule: Any = None) -> dict[str, Any]:
             check_shards(c.data.val_shards, "data.val_shards")
         from blurfield.data.datamodule import BlurDataModule
 
-        datamodule = BlurDataModule(cfg.data, kernel_size=c.model.kernel_size)
+        datamodule = BlurDataModule(c.data, kernel_size=c.model.kernel_size)
 
     L.seed_everything(t.seed, workers=True, verbose=False)
     deblurgan = t.task == Task.deblurgan  # the reblur fine-tune (blurfield.tasks.finetune)

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
+from blurfield.config import Generator, KernelFit, plain
 from blurfield.fileio import AtomicFile, temp_files, write_atomic, write_text_atomic
 
 from . import boracchi, mix, render, tremor
 
 SCHEMA = 1
-GENERATORS = {"tremor": tremor, "boracchi": boracchi, "mix": mix}
+GENERATORS = {Generator.tremor: tremor, Generator.boracchi: boracchi, Generator.mix: mix}
 COMMON = {  # per-kernel fields every generator records (render.draw_fitted)
     "index": ("<i8", "1"), "attempts": ("<i4", "draws used; 1 = first draw fitted"),
     "scale": ("<f8", "shrink factor; 1 = not shrunk"), "path_length": ("<f8", "px"),
@@ -38,10 +38,10 @@ COMMON = {  # per-kernel fields every generator records (render.draw_fitted)
 NOT_OUTPUT = ("count", "out_dir", "batch_size", "sheet")
 
 
-def generator_module(name: str) -> Any:
-    if name not in GENERATORS:
-        raise ValueError(f"kernels.generator must be one of {sorted(GENERATORS)}, got {name!r}")
-    return GENERATORS[name]
+def generator_module(name: str | Generator) -> Any:
+    """The module of a generator named by a :class:`Generator` or its value; ValueError
+    naming the allowed ones otherwise."""
+    return GENERATORS[Generator.parse(name, "kernels.generator")]
 
 
 def param_dtype(generator: str) -> np.dtype:
@@ -63,8 +63,7 @@ def check_cfg(cfg: Any) -> None:
     for key in ("count", "chunk_size", "batch_size", "max_tries"):
         if getattr(cfg, key) < 1:
             raise ValueError(f"kernels.{key} must be >= 1, got {getattr(cfg, key)}")
-    if cfg.fit not in ("reject", "shrink"):
-        raise ValueError(f"kernels.fit must be 'reject' or 'shrink', got {cfg.fit!r}")
+    KernelFit.parse(cfg.fit, "kernels.fit")
     if not 0 <= cfg.margin < cfg.kernel_size // 2:
         raise ValueError(f"kernels.margin must be in [0, {cfg.kernel_size // 2}), got {cfg.margin}")
 
@@ -88,11 +87,11 @@ def generate(cfg: Any, seed: int, indices: Any) -> tuple[np.ndarray, np.ndarray]
 
 
 def _meta(cfg: Any, complete: bool) -> dict:
-    c = OmegaConf.to_container(OmegaConf.create(cfg), resolve=True)
+    c = plain(cfg)
     return {
-        "schema": SCHEMA, "generator": cfg.generator, "count": int(cfg.count),
-        "kernel_size": int(cfg.kernel_size), "chunk_size": int(cfg.chunk_size),
-        "seed": int(cfg.seed), "dtype": "float32", "orientation": "correlation",
+        "schema": SCHEMA, "generator": c["generator"], "count": cfg.count,
+        "kernel_size": cfg.kernel_size, "chunk_size": cfg.chunk_size,
+        "seed": cfg.seed, "dtype": "float32", "orientation": "correlation",
         "files": {"kernels": "kernels_{:05d}.npy", "params": "params_{:05d}.npy"},
         "param_units": param_units(cfg.generator), "config": c, "complete": complete,
     }
@@ -142,7 +141,7 @@ def write_bank(cfg: Any, progress: bool = True) -> tuple[Path, int]:
     meta = _meta(cfg, complete=False)
     _check_resumable(out, meta)
     _write_json(out / "bank.json", meta)
-    K, cs, n = int(cfg.kernel_size), int(cfg.chunk_size), int(cfg.count)
+    K, cs, n = cfg.kernel_size, cfg.chunk_size, cfg.count
     written = 0
     with tqdm(total=n, unit="kernel", disable=not progress, desc=f"{cfg.generator} bank") as bar:
         for c in range((n + cs - 1) // cs):
@@ -158,8 +157,8 @@ def write_bank(cfg: Any, progress: bool = True) -> tuple[Path, int]:
                 km = np.lib.format.open_memmap(kfile.tmp, mode="w+", dtype=np.float32,
                                                shape=(hi - lo, K, K))
                 rec = np.zeros(hi - lo, param_dtype(cfg.generator))
-                for b in range(lo, hi, int(cfg.batch_size)):
-                    e = min(b + int(cfg.batch_size), hi)
+                for b in range(lo, hi, cfg.batch_size):
+                    e = min(b + cfg.batch_size, hi)
                     km[b - lo:e - lo], rec[b - lo:e - lo] = generate(cfg, cfg.seed,
                                                                      np.arange(b, e))
                     bar.update(e - b)

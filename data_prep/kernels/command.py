@@ -16,13 +16,14 @@ ALIASES = {
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+    from blurfield.config import as_config
     from blurfield.errors import UserError
 
     from .bank import check_cfg, write_bank
 
     if args.inputs:
         raise UserError(f"unexpected argument '{args.inputs[0]}' (expected key=value)")
-    kc = cfg.kernels
+    kc = as_config(cfg.kernels)  # typed from here on
     try:
         check_cfg(kc)
         out, written = write_bank(kc, progress=not getattr(args, "quiet", False))

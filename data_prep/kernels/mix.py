@@ -30,9 +30,9 @@ def psfs(cfg: Any, seed: int, indices: np.ndarray) -> tuple[np.ndarray, dict[str
     Boracchi's ``b_``, and the render records), kernel ``i`` a function of ``(seed,
     indices[i])`` and the config only. ``cfg``: the ``kernels`` section."""
     idx = np.asarray(indices, dtype=np.int64)
-    share = float(cfg.mix.boracchi_share)
+    share = cfg.mix.boracchi_share
     comp = (draw_uniform(kernel_rngs(seed, STREAM, idx), 1)[:, 0] < share).astype(np.int64)
-    k = int(cfg.kernel_size)
+    k = cfg.kernel_size
     out = np.zeros((len(idx), k, k), np.float32)
     params = {key: np.full(len(idx), np.nan) for key in PARAM_UNITS}
     params["component"] = comp.astype(np.float64)

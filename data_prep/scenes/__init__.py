@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from blurfield.config import SceneSource
+
 
 @dataclass
 class Scene:
@@ -62,8 +64,8 @@ class SceneFilter:
 
     @classmethod
     def from_cfg(cls, sc: Any, require_object: bool = False) -> SceneFilter:
-        return cls(int(sc.crop_size) + int(sc.kernel_size) - 1, int(sc.min_object_pixels),
-                   int(sc.max_objects), int(sc.max_side), require_object)
+        return cls(sc.crop_size + sc.kernel_size - 1, sc.min_object_pixels, sc.max_objects,
+                   sc.max_side, require_object)
 
 
 def order_instances(labels: np.ndarray, min_pixels: int, max_objects: int) -> np.ndarray:
@@ -167,19 +169,18 @@ class FiniteSource:
 
 def make_source(sc: Any) -> Any:
     """The source named by the ``shards`` config section ``sc`` (ValueError if unknown)."""
-    if sc.source == "builtin":
+    source = SceneSource.parse(sc.source, "shards.source")
+    if source == SceneSource.builtin:
         from .builtin import BuiltinSource
 
         return BuiltinSource.from_cfg(sc)
-    if sc.source == "ade20k":
+    if source == SceneSource.ade20k:
         from .ade20k import make_ade20k
 
         return make_ade20k(sc)
-    if sc.source == "folder":
-        from .folder import FolderSource
+    from .folder import FolderSource
 
-        return FolderSource.from_cfg(sc)
-    raise ValueError(f"shards.source must be builtin, ade20k or folder, got {sc.source!r}")
+    return FolderSource.from_cfg(sc)
 
 
 __all__ = ["Scene", "SceneSkip", "SceneFilter", "FiniteSource", "order_instances",

@@ -42,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from blurfield.config import AdeLayout
+
 from . import FiniteSource, Scene, SceneFilter, SceneSkip, finish_scene, read_png_array, read_rgb
 
 FULL_TREE = """ADE20K_2021_17_01/
@@ -61,11 +63,10 @@ def layout_error(root: Any, why: str) -> ValueError:
         f"or its parent):\n{FULL_TREE}\n{CHALLENGE_TREE}")
 
 
-def find_layout(root: Any, layout: str = "auto") -> tuple[str, Path]:
+def find_layout(root: Any, layout: str | AdeLayout = AdeLayout.auto) -> tuple[str, Path]:
     """(layout, folder) for ``root`` (the dataset folder or its parent); ValueError with the
     expected trees if neither layout is there."""
-    if layout not in ("auto", "full", "challenge"):
-        raise ValueError(f"shards.layout must be auto, full or challenge, got {layout!r}")
+    layout = AdeLayout.parse(layout, "shards.layout")
     if root is None:
         raise layout_error(root, "no root given (set shards.root=PATH)")
     r = Path(root).expanduser()
@@ -77,7 +78,7 @@ def find_layout(root: Any, layout: str = "auto") -> tuple[str, Path]:
         if layout in ("auto", "challenge") and (cand / "annotations").is_dir() \
                 and (cand / "images").is_dir():
             return "challenge", cand
-    raise layout_error(root, f"no {'ADE20K' if layout == 'auto' else layout} layout found")
+    raise layout_error(root, f"no {'ADE20K' if layout == AdeLayout.auto else layout} layout found")
 
 
 def decode_full_seg(seg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -186,12 +186,11 @@ class BuiltinSource:
 
     @classmethod
     def from_cfg(cls, sc: Any) -> BuiltinSource:
-        need = int(sc.crop_size) + int(sc.kernel_size) - 1
+        need = sc.crop_size + sc.kernel_size - 1
         if sc.scene_size < need:
             raise ValueError(f"shards.scene_size {sc.scene_size} is smaller than crop_size + "
                              f"kernel_size - 1 = {need}: every builtin scene would be skipped")
-        return cls(int(sc.seed), int(sc.scene_size), int(sc.max_objects),
-                   int(sc.min_object_pixels))
+        return cls(sc.seed, sc.scene_size, sc.max_objects, sc.min_object_pixels)
 
     def image_id(self, index: int) -> str:
         return f"builtin-s{self.seed}-{index:07d}"

@@ -8,8 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from blurfield.config import Config, SceneSource, ShardsCfg, as_config
 from blurfield.data.writer import ShardWriter
 from blurfield.fileio import temp_files
 from data_prep.shards import workers
@@ -30,13 +31,12 @@ from data_prep.shards.workers import Runner
 FAILED_DIR = "failed"  # failed/<shard stem>.json: the failed samples of one shard
 
 
-def check_cfg(sc: Any) -> None:
-    """ValueError naming the key for a ``shards`` section that cannot work."""
-    if sc.source not in ("builtin", "ade20k", "folder"):
-        raise ValueError(f"shards.source must be builtin, ade20k or folder, got {sc.source!r}")
+def check_cfg(sc: ShardsCfg) -> None:
+    """ValueError naming the key for a ``shards`` section that cannot work (its choices are
+    checked by their types, when the config is loaded)."""
     for key in ("num_samples", "shard_size", "crop_size", "parts"):
-        if int(sc[key]) < 1:
-            raise ValueError(f"shards.{key} must be >= 1, got {sc[key]}")
+        if getattr(sc, key) < 1:
+            raise ValueError(f"shards.{key} must be >= 1, got {getattr(sc, key)}")
     if not 0 <= sc.part < sc.parts:
         raise ValueError(f"shards.part must be in [0, shards.parts - 1] = [0, {sc.parts - 1}], "
                          f"got {sc.part}")
@@ -55,7 +55,7 @@ def check_cfg(sc: Any) -> None:
     if sc.gamma <= 0:
         raise ValueError(f"shards.gamma must be > 0, got {sc.gamma}")
     for k in ("noise_poisson", "noise_gauss"):
-        lo, hi = sc[k + "_min"], sc[k + "_max"]
+        lo, hi = getattr(sc, k + "_min"), getattr(sc, k + "_max")
         if not 0 <= lo <= hi:
             raise ValueError(f"shards.{k}_min/max must satisfy 0 <= min <= max, got {lo}, {hi}")
 
@@ -76,7 +76,7 @@ def scan(runner: Runner, source: Any, progress: bool) -> tuple[list, list]:
     return eligible, skipped
 
 
-def build(cfg: DictConfig, progress: bool = True) -> dict:
+def build(cfg: DictConfig | Config, progress: bool = True) -> dict:
     """Build (or finish) the shards of ``cfg`` in ``cfg.shards.out_dir``; returns the manifest.
 
     With ``shards.parts`` = n > 1 only the shards numbered s with s % n == ``shards.part``
@@ -88,6 +88,7 @@ def build(cfg: DictConfig, progress: bool = True) -> dict:
 
     from data_prep.scenes import make_source
 
+    cfg = as_config(cfg)  # typed from here on (a Config is used as it is)
     sc = cfg.shards
     check_cfg(sc)
     source = make_source(sc)  # checks the root / layout before anything is written
@@ -96,12 +97,11 @@ def build(cfg: DictConfig, progress: bool = True) -> dict:
     out = Path(sc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cached = load_plan_file(out, fp, content)
-    part, parts = int(sc.part), int(sc.parts)
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    runner = Runner(plain, int(sc.workers))
+    part, parts = sc.part, sc.parts
+    runner = Runner(cfg, sc.workers)
     ok = False
     try:
-        if sc.source == "builtin":
+        if sc.source == SceneSource.builtin:
             eligible, skipped, scenes = None, [], None
         elif cached is not None:
             eligible, skipped = cached["eligible"], cached["skipped"]

@@ -7,6 +7,7 @@ import argparse
 
 from omegaconf import DictConfig
 
+from blurfield.config import Config, as_config
 from blurfield.errors import UserError
 from data_prep.shards.builder import build
 from data_prep.shards.manifest import manifest_name
@@ -22,19 +23,20 @@ ALIASES = {
 }
 
 
-def run(cfg: DictConfig, args: argparse.Namespace) -> int:
+def run(cfg: DictConfig | Config, args: argparse.Namespace) -> int:
     """Build the shards of ``cfg`` and print where they are and the ``data.*_shards``
     patterns; a bad config, root or out_dir is a :class:`UserError` (one line, exit 2)."""
     if getattr(args, "inputs", None):
         raise UserError(f"unexpected argument '{args.inputs[0]}' (expected shards.key=value)")
-    progress = bool(cfg.shards.progress) and not getattr(args, "quiet", False)
+    cfg = as_config(cfg)  # typed from here on
+    progress = cfg.shards.progress and not getattr(args, "quiet", False)
     try:
         m = build(cfg, progress=progress)
     except ValueError as e:
         raise UserError(str(e)) from None
     c = m["counts"]
     ns = {s: sum(1 for r in m["shards"] if r["split"] == s) for s in ("train", "val")}
-    part, parts = int(cfg.shards.part), int(cfg.shards.parts)
+    part, parts = cfg.shards.part, cfg.shards.parts
     what = f"part {part} of {parts}: " if parts > 1 else ""
     print(f"{what}{c['total']} samples in {cfg.shards.out_dir}: {c['train']} train in "
           f"{ns['train']} shard(s), {c['val']} val in {ns['val']} shard(s); "

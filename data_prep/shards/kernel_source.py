@@ -4,10 +4,12 @@ section holds at i."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
+
+from blurfield.config import KernelsCfg, ShardsCfg, as_config, plain
 
 KERNEL_NOT_CONTENT = ("out_dir", "batch_size", "sheet", "chunk_size")  # no effect on kernels
 
@@ -15,7 +17,9 @@ KERNEL_NOT_CONTENT = ("out_dir", "batch_size", "sheet", "chunk_size")  # no effe
 class KernelSource:
     """Kernels by id: from a bank on disk or generated on the fly (``pool``: id range)."""
 
-    def __init__(self, sc: Any, kc: Any):
+    def __init__(self, sc: ShardsCfg, kc: Any):
+        """``sc``: the ``shards`` section; ``kc``: the ``kernels`` section (a
+        :class:`KernelsCfg`, or a DictConfig of it), whose kernel size ``sc`` sets."""
         from data_prep.kernels.bank import KernelBank, check_cfg
 
         self.bank = None
@@ -27,11 +31,10 @@ class KernelSource:
                                  f"is {sc.kernel_size}")
             size = len(self.bank)
         else:
-            self.kc = OmegaConf.create(OmegaConf.to_container(OmegaConf.create(kc)))
-            self.kc.kernel_size = int(sc.kernel_size)
+            self.kc: KernelsCfg = dataclasses.replace(as_config(kc), kernel_size=sc.kernel_size)
             check_cfg(self.kc)
-            size = int(self.kc.count)
-        self.pool = int(sc.kernel_pool) or size
+            size = self.kc.count
+        self.pool = sc.kernel_pool or size
         if self.bank is not None and self.pool > size:
             raise ValueError(f"shards.kernel_pool={self.pool} exceeds the bank's {size} kernels")
 
@@ -41,7 +44,7 @@ class KernelSource:
             return self.bank[np.asarray(ids)]
         from data_prep.kernels.bank import generate
 
-        return generate(self.kc, int(self.kc.seed), np.asarray(ids))[0]
+        return generate(self.kc, self.kc.seed, np.asarray(ids))[0]
 
     def describe(self) -> dict[str, Any]:
         if self.bank is not None:
@@ -49,9 +52,8 @@ class KernelSource:
             return {"bank": str(self.bank.path), "generator": m.get("generator"),
                     "seed": m.get("seed"), "count": len(self.bank), "pool": self.pool,
                     "config": m.get("config")}
-        c = {k: v for k, v in OmegaConf.to_container(self.kc).items()
-             if k not in KERNEL_NOT_CONTENT}
-        return {"bank": None, "generator": self.kc.generator, "seed": int(self.kc.seed),
+        c = {k: v for k, v in plain(self.kc).items() if k not in KERNEL_NOT_CONTENT}
+        return {"bank": None, "generator": c["generator"], "seed": self.kc.seed,
                 "pool": self.pool, "config": c}
 
 

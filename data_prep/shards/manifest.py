@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
+from blurfield.config import Config, plain
 from data_prep.shards.kernel_source import KernelSource
 from data_prep.shards.plan import Item, shard_name
 
@@ -28,7 +27,7 @@ def pattern(out: Path, split: str, n: int) -> str | None:
     return str(out / f"{split}-{{000000..{n - 1:06d}}}.tar")
 
 
-def manifest(cfg: DictConfig, fp: str, content: dict, kernels: KernelSource,
+def manifest(cfg: Config, fp: str, content: dict, kernels: KernelSource,
              shards: dict[tuple[str, int], list[Item]], listed: list[tuple[str, int]],
              failed: dict[str, dict], skipped: list, eligible: list | None, out: Path) -> dict:
     """The manifest of the ``listed`` shards (every shard of the plan for parts = 1);
@@ -54,8 +53,8 @@ def manifest(cfg: DictConfig, fp: str, content: dict, kernels: KernelSource,
     m = {
         "schema_version": SCHEMA_VERSION,
         "fingerprint": fp,
-        "source": sc.source,
-        "counts": {"requested": int(sc.num_samples), "planned": planned,
+        "source": plain(sc.source),
+        "counts": {"requested": sc.num_samples, "planned": planned,
                    "train": counts["train"], "val": counts["val"],
                    "total": counts["train"] + counts["val"],
                    "failed": len(failed), "skipped_inputs": len(skipped),
@@ -66,11 +65,11 @@ def manifest(cfg: DictConfig, fp: str, content: dict, kernels: KernelSource,
                     "inputs": [{"input": i, "reason": r, "detail": d} for i, r, d in skipped]},
         "failed": [{"key": k, **v} for k, v in sorted(failed.items())],
         "kernels": kernels.describe(),
-        "config": OmegaConf.to_container(sc, resolve=True),
+        "config": plain(sc),
         "content": content,
     }
-    if int(sc.parts) > 1:
-        m["part"] = {"index": int(sc.part), "count": int(sc.parts)}
+    if sc.parts > 1:
+        m["part"] = {"index": sc.part, "count": sc.parts}
     return m
 
 

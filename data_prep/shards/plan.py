@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
 
+from blurfield.config import Config, ShardsCfg, plain
 from blurfield.fileio import write_text_atomic
 
 PLAN_FILE = "plan.json"
@@ -42,18 +42,18 @@ def split_of(image_id: str, val_fraction: float) -> str:
     return "val" if h / 2.0**64 < val_fraction else "train"
 
 
-def make_plan(sc: Any, scenes: list[tuple[Any, str]] | None, image_id_of: Any = None
+def make_plan(sc: ShardsCfg, scenes: list[tuple[Any, str]] | None, image_id_of: Any = None
               ) -> list[Item]:
     """The sample -> (scene, split, shard) assignment, fixed before anything is written.
 
     ``scenes``: eligible (input id, image id) pairs of a finite source, or None for builtin
     (then ``image_id_of(i)`` names scene i).
     """
-    n = int(sc.num_samples)
+    n = sc.num_samples
     if scenes is not None:
         if not scenes:
             raise ValueError("no usable scene: every input was skipped (see the reasons above)")
-        order = np.random.default_rng([int(sc.seed), 1]).permutation(len(scenes))
+        order = np.random.default_rng([sc.seed, 1]).permutation(len(scenes))
     counts = {"train": 0, "val": 0}
     items = []
     for i in range(n):
@@ -61,10 +61,10 @@ def make_plan(sc: Any, scenes: list[tuple[Any, str]] | None, image_id_of: Any = 
             ref, iid = i, image_id_of(i)
         else:
             ref, iid = scenes[order[i % len(scenes)]]
-        split = split_of(iid, float(sc.val_fraction))
+        split = split_of(iid, sc.val_fraction)
         p = counts[split]
         counts[split] += 1
-        items.append(Item(i, f"{i:08d}", split, p // int(sc.shard_size), ref, iid))
+        items.append(Item(i, f"{i:08d}", split, p // sc.shard_size, ref, iid))
     return items
 
 
@@ -84,13 +84,12 @@ def read_json(path: Path) -> Any:
                          "it and rerun") from None
 
 
-def fingerprint(cfg: DictConfig, kernels: dict) -> tuple[str, dict]:
+def fingerprint(cfg: Config, kernels: dict) -> tuple[str, dict]:
     """A hash of everything that changes the shards' bytes, and that content."""
     from blurfield.data.schema import SCHEMA_VERSION
     from data_prep.synth import SYNTH_VERSION
 
-    sc = {k: v for k, v in OmegaConf.to_container(cfg.shards, resolve=True).items()
-          if k not in NOT_CONTENT + ("kernel_bank",)}
+    sc = {k: v for k, v in plain(cfg.shards).items() if k not in NOT_CONTENT + ("kernel_bank",)}
     ks = {k: v for k, v in kernels.items() if k != "bank"}  # a moved bank is the same bank
     content = {"schema": SCHEMA_VERSION, "synth": SYNTH_VERSION, "shards": sc, "kernels": ks}
     h = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import OmegaConf
-
+from blurfield.config import Config, SceneSource, plain
 from data_prep.shards.kernel_source import KernelSource
 from data_prep.shards.plan import Item
 
@@ -36,7 +35,7 @@ def tune_malloc() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 256 << 20))
 
 
-def init_process(cfg: dict, threads: int = 1, worker: bool = False) -> None:
+def init_process(cfg: Config, threads: int = 1, worker: bool = False) -> None:
     """Process set-up: one torch thread, the scene source and the kernel source; in a
     worker process also :func:`tune_malloc`."""
     import torch
@@ -46,10 +45,9 @@ def init_process(cfg: dict, threads: int = 1, worker: bool = False) -> None:
     if worker:
         tune_malloc()
     torch.set_num_threads(threads)
-    c = OmegaConf.create(cfg)
     _STATE.clear()
-    _STATE.update(cfg=c, source=make_source(c.shards),
-                  kernels=KernelSource(c.shards, c.kernels))
+    _STATE.update(cfg=cfg, source=make_source(cfg.shards),
+                  kernels=KernelSource(cfg.shards, cfg.kernels))
 
 
 def scan_one(input_id: str) -> tuple[str, str | None, str, str]:
@@ -73,9 +71,9 @@ def make_one(item: Item) -> tuple[int, dict | None, str]:
     sc = _STATE["cfg"].shards
     src = _STATE["source"]
     try:
-        scene = src.scene(item.scene) if sc.source == "builtin" else src.load(item.scene)
+        scene = src.scene(item.scene) if sc.source == SceneSource.builtin else src.load(item.scene)
         sample = make_sample(item.key, scene, _STATE["kernels"], sc,
-                             sample_seed(int(sc.seed), item.index), str(sc.source))
+                             sample_seed(sc.seed, item.index), plain(sc.source))
         return item.index, encode_sample(sample), ""
     except (SceneSkip, OSError, ValueError) as e:
         return item.index, None, f"{type(e).__name__}: {e}"
@@ -85,7 +83,7 @@ class Runner:
     """Maps a function over tasks in order, in worker processes or (workers=0) here. Starts
     them on first use (a rerun with every shard complete starts none)."""
 
-    def __init__(self, cfg: dict, workers: int):
+    def __init__(self, cfg: Config, workers: int):
         self.cfg, self.workers, self.pool, self.started = cfg, workers, None, False
         self.threads = 0
 
