@@ -374,12 +374,10 @@ def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
     mixing = low
     if tuple(small.shape[-2:]) != tuple(low.shape[-2:]):
         mixing = upscale_mixing(low, tuple(small.shape[-2:]))
+    rule = {**noharm.rule_kwargs(vars(o)), "probe": probe}
     return noharm.assess(small, field.kernels.to(dev, torch.float32)[None], mixing,
-                         probe=probe, evidence=o.no_harm_evidence, margin=o.no_harm_margin,
-                         max_unexplained=o.no_harm_max_unexplained,
-                         shrink=o.no_harm_shrink, window=o.no_harm_window,
-                         noise_factor=o.no_harm_noise, min_blur_px=o.no_harm_min_blur,
-                         gamma=gamma, pixel_scale=field.scale, callback=callback, **options)
+                         gamma=gamma, pixel_scale=field.scale, callback=callback, **rule,
+                         **options)
 
 
 def deblur(image: Any, field: Field, *, gamma: float | None = None,

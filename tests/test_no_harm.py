@@ -313,3 +313,21 @@ def test_old_field_files_without_a_decision_still_load(tmp_path):
         assert "decision" not in z.files  # what estimate (and older versions) wrote
     assert load_field(tmp_path / "old.npz").image_size == (32, 32)
     assert load_decision(tmp_path / "old.npz") is None
+
+
+def test_every_no_harm_option_reaches_a_parameter_of_the_rule():
+    """rule_kwargs maps each restore.no_harm_* key onto assess's and
+    no_harm_richardson_lucy's keywords, with its value (no_harm itself is not one)."""
+    import inspect
+
+    from blurfield.config import RestoreOptions
+    from blurfield.restore import noharm
+
+    o = RestoreOptions()
+    options = {k: v for k, v in vars(o).items() if k.startswith("no_harm_")}
+    kw = noharm.rule_kwargs(vars(o))
+    assert len(kw) == len(options) == 8 and "no_harm" not in kw
+    for fn in (noharm.assess, no_harm_richardson_lucy):
+        assert set(kw) <= set(inspect.signature(fn).parameters), fn.__name__
+    assert kw["noise_factor"] == o.no_harm_noise and kw["min_blur_px"] == o.no_harm_min_blur
+    assert kw["margin"] == o.no_harm_margin and kw["probe"] == o.no_harm_probe

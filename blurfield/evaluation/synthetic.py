@@ -42,7 +42,7 @@ from torch import Tensor
 from blurfield.data.schema import Sample, gt_field, image_tensor, sharp_linear, sharp_window
 from blurfield.evaluation import metrics
 from blurfield.physics import reblur, to_display, to_linear, uniform_field
-from blurfield.restore import no_harm_richardson_lucy, richardson_lucy
+from blurfield.restore import no_harm_richardson_lucy, noharm, richardson_lucy
 
 EstimateFn = Callable[[Tensor], tuple[Tensor, Tensor]]
 NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_margin",
@@ -83,12 +83,8 @@ def _restore(v_lin: Tensor, kernels: Tensor, mixing: Tensor, gamma: float,
     opts = {**rl, "padding": "valid"}
     rule = {k: opts.pop(k) for k in NO_HARM_KEYS if k in opts}
     if rule.get("no_harm", False):
-        rule.pop("no_harm")
-        names = {"no_harm_noise": "noise_factor", "no_harm_min_blur": "min_blur_px"}
-        out = no_harm_richardson_lucy(
-            v_lin, kernels.to(v_lin), mixing.to(v_lin), gamma=gamma,
-            **{names.get(k, k.removeprefix("no_harm_")): v for k, v in rule.items()},
-            **opts).image[0]
+        out = no_harm_richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), gamma=gamma,
+                                      **noharm.rule_kwargs(rule), **opts).image[0]
     else:
         out = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts).image[0]
     o = (kernels.shape[-1] - 1) // 2

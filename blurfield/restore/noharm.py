@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,7 +289,7 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
     if blur < min_blur_px:
         return Decision(0.0, f"the field's blur is below {min_blur_px:g} px ({blur:.2f} px)",
                         sigma, blur)
-    pad_mode = str(getattr(rl.get("padding", "same"), "value", rl.get("padding", "same")))
+    pad_mode = str(rl.get("padding", "same"))  # a Padding member prints as its value
     err0 = reblur_error(v, kernels, mixing, saturation=rl.get("saturation", True),
                         padding="same" if pad_mode == "valid" else pad_mode,
                         method=rl.get("method", "auto"), skip_tol=rl.get("skip_tol", 0.0))
@@ -343,6 +344,20 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
     return Decision(beta, reason, sigma, blur, chosen, e, u)
 
 
+def rule_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`assess` (and :func:`no_harm_richardson_lucy`) from the
+    restore section's ``no_harm_*`` keys in ``options`` (``no_harm`` itself and other keys
+    are left out): ``no_harm_probe`` -> ``probe``, ..., ``no_harm_noise`` ->
+    ``noise_factor``, ``no_harm_min_blur`` -> ``min_blur_px``."""
+    renamed = {"noise": "noise_factor", "min_blur": "min_blur_px"}
+    out = {}
+    for key, value in options.items():
+        if key.startswith("no_harm_"):
+            name = key.removeprefix("no_harm_")
+            out[renamed.get(name, name)] = value
+    return out
+
+
 def blend(v: Tensor, x: Tensor, beta: float) -> Tensor:
     """``v + β (x - v)`` (``β = 1``: ``x`` itself, ``β = 0``: ``v`` itself)."""
     if beta >= 1:
@@ -373,7 +388,7 @@ def no_harm_richardson_lucy(
         kernels = rescaled(kernels, d.kernel_scale)
     res = richardson_lucy(v, kernels, mixing, stop_error=noise_factor * d.noise_sigma**2, **rl)
     start = v
-    if str(getattr(rl.get("padding"), "value", rl.get("padding"))) == "valid":
+    if str(rl.get("padding")) == "valid":
         from blurfield.physics import pad
 
         start = pad(v, kernels.shape[-1], "same")
