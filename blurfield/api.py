@@ -93,25 +93,34 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     return device
 
 
+def count_or_auto(value: Any, key: str) -> int | None:
+    """A setting that is "auto" (or None), returned as None, or a whole number >= 1, returned
+    as an int; anything else is a ValueError naming ``key``."""
+    if value is None or str(value) == "auto":
+        return None
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or str(n) != str(value).strip():
+        raise ValueError(f"{key}: {value!r} is neither 'auto' nor a whole number >= 1")
+    return n
+
+
 def resolve_threads(threads: int | str | None = "auto") -> int:
     """``restore.threads``: a number >= 1 as is; "auto"/None: ``OMP_NUM_THREADS`` when it is
     set to a number >= 1, else the cores this process may run on
     (``os.sched_getaffinity``)."""
-    if threads is None or str(threads) == "auto":
-        env = os.environ.get("OMP_NUM_THREADS", "")
-        if env.strip().isdigit() and int(env) >= 1:
-            return int(env)
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
+    n = count_or_auto(threads, "threads")
+    if n is not None:
+        return n
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.strip().isdigit() and int(env) >= 1:
+        return int(env)
     try:
-        n = int(threads)
-    except (TypeError, ValueError):
-        n = 0
-    if n < 1 or str(n) != str(threads).strip():
-        raise ValueError(f"threads: {threads!r} is neither 'auto' nor a whole number >= 1")
-    return n
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def set_threads(threads: int | str | None = "auto") -> int:

@@ -80,17 +80,10 @@ def plan_workers(workers: Any, photos: int, threads: int, gpu: bool = False) -> 
     photos)`` processes. Each gets ``max(1, threads // processes)`` threads.
     ValueError for anything else.
     """
-    if workers is None or str(workers) == "auto":
-        n = 1 if gpu else min(photos, threads)
-    else:
-        try:
-            n = int(workers)
-        except (TypeError, ValueError):
-            n = 0
-        if n < 1 or str(n) != str(workers).strip():
-            raise ValueError(f"workers: {workers!r} is neither 'auto' nor a whole number >= 1")
-        n = min(n, photos)
-    n = max(1, n)
+    from blurfield.api import count_or_auto
+
+    n = count_or_auto(workers, "workers")
+    n = max(1, (1 if gpu else min(photos, threads)) if n is None else min(n, photos))
     return n, max(1, threads // n)
 
 
