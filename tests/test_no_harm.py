@@ -53,6 +53,15 @@ def display(x: torch.Tensor) -> torch.Tensor:
     return to_display(x.clamp(0, 1))
 
 
+def blurred_astronaut():
+    """The 96² astronaut (display), the two-layer field, the blurry linear photo and its
+    PSNR (dB) against the sharp one."""
+    sharp = photo()
+    kernels, mixing = two_layer_field(96)
+    v = blurred(sharp, kernels, mixing)
+    return sharp, kernels, mixing, v, psnr(display(v), sharp)
+
+
 # --------------------------------------------------------------------------- the rule
 
 
@@ -82,20 +91,14 @@ def test_a_sharp_photo_with_a_real_blur_field_stays_close_to_itself():
 
 
 def test_the_true_field_restores():
-    sharp = photo()
-    kernels, mixing = two_layer_field(96)
-    v = blurred(sharp, kernels, mixing)
-    before = psnr(display(v), sharp)
+    sharp, kernels, mixing, v, before = blurred_astronaut()
     res = no_harm_richardson_lucy(v, kernels, mixing, iterations=30)
     assert res.decision.decision == "restored" and res.decision.blend > 0.5
     assert psnr(display(res.image), sharp) >= before + 3
 
 
 def test_a_field_turned_90_degrees_does_no_harm():
-    sharp = photo()
-    kernels, mixing = two_layer_field(96)
-    v = blurred(sharp, kernels, mixing)
-    before = psnr(display(v), sharp)
+    sharp, kernels, mixing, v, before = blurred_astronaut()
     wrong = turned(kernels)
     plain = richardson_lucy(v, wrong, mixing, iterations=30).image
     assert psnr(display(plain), sharp) < before - 1  # RL alone makes it worse
@@ -115,10 +118,7 @@ def test_a_field_turned_90_degrees_does_no_harm():
 def test_a_field_too_large_is_shrunk_and_restores():
     """A field 1.41 times the true blur: its half-size copy explains the photo better, the
     field at 0.71 of its size (the true one) passes, and the restoration gains."""
-    sharp = photo()
-    kernels, mixing = two_layer_field(96)
-    v = blurred(sharp, kernels, mixing)
-    before = psnr(display(v), sharp)
+    sharp, kernels, mixing, v, before = blurred_astronaut()
     res = no_harm_richardson_lucy(v, rescaled(kernels, 2**0.5), mixing, iterations=30)
     d = res.decision
     assert d.kernel_scale == pytest.approx(2**-0.5) and d.restored, d
@@ -129,10 +129,7 @@ def test_a_field_too_large_is_shrunk_and_restores():
 
 
 def test_a_field_of_twice_the_blur_does_no_harm():
-    sharp = photo()
-    kernels, mixing = two_layer_field(96)
-    v = blurred(sharp, kernels, mixing)
-    before = psnr(display(v), sharp)
+    sharp, kernels, mixing, v, before = blurred_astronaut()
     res = no_harm_richardson_lucy(v, rescaled(kernels, 2.0), mixing, iterations=30)
     assert psnr(display(res.image), sharp) >= before - 0.1
 
