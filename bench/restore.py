@@ -12,6 +12,8 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    - ``peaky``: the fft path with ``skip_tol`` on a peaky field (4 elements carry it, the
      other 21 a softmax tail < 5e-5, as in bench/blur.py), and ``peaky0`` the same field
      unskipped; ``dB`` = PSNR of the skipped against the unskipped restoration;
+   - ``principal``: the full field on its principal kernels (``rank_tol``, default 0.05):
+     how many elements, seconds per iteration, and dB from the full field's restoration;
    - ``floor``: the transforms an iteration cannot avoid, 2 x (B x C inverse real
      transforms at the same 5-smooth size) (bench/blur.py's floor, forward and adjoint).
 2. ``e2e``: ``blurfield deblur`` (shipped model, estimate + ``--iterations`` iterations,
@@ -20,8 +22,8 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    (``ru_maxrss`` of the child). The photos are scikit-image's astronaut upscaled
    (bicubic) to full size after blurring at the size the estimator sees (1.5 MP) by line
    kernels mixed left to right, i.e. blurred by about s x K at full size. With ``--compare``
-   the 12 MP photo also runs with ``restore.skip_tol=null`` and the PSNR between the two
-   outputs is printed (the skipped result must be within 40 dB of it).
+   each photo also runs with ``restore.skip_tol=null restore.rank_tol=null`` (the exact
+   operator) and the PSNR between the two outputs is printed (must be >= 40 dB).
    ``--e2e-args`` adds config overrides (e.g. ``restore.restore_scale=field``).
 3. ``probes``: for the same two photos, in this process, the time of the no-harm probes
    (``api._assess``, at the field's scale) against the time of the restoration alone
@@ -127,7 +129,8 @@ class ConvField:
         return self.adjoint(self.mixing.new_ones(1, 1, *self.mixing.shape[-2:]))
 
 
-def per_iteration(v, kernels, mixing, iterations: int, repeats: int, skip_tol, conv=False):
+def per_iteration(v, kernels, mixing, iterations: int, repeats: int, skip_tol, conv=False,
+                  rank_tol=None):
     """(seconds per iteration, the restored image) of RL with saturation and TV."""
     best, image = float("inf"), None
     real = rl.BlurField
@@ -137,7 +140,7 @@ def per_iteration(v, kernels, mixing, iterations: int, repeats: int, skip_tol, c
         for _ in range(repeats):
             stamps = []
             res = richardson_lucy(v, kernels, mixing, iterations=iterations, early_stop=False,
-                                  check=False, skip_tol=skip_tol,
+                                  check=False, skip_tol=skip_tol, rank_tol=rank_tol,
                                   callback=lambda t, x, e: stamps.append(time.perf_counter()))
             best = min(best, (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1))
             image = res.image
@@ -146,7 +149,8 @@ def per_iteration(v, kernels, mixing, iterations: int, repeats: int, skip_tol, c
     return best, image
 
 
-def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iterations: int) -> None:
+def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iterations: int,
+             rank_tol: float = 0.05) -> None:
     b, k, c = 25, 33, 3
     kernels = line_kernels(b, k)[None]
     sharp = to_linear(photo(size)) * 1.3  # some highlights clip
@@ -159,12 +163,15 @@ def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iteratio
           f"{torch.get_num_threads()} threads, best of {repeats}; {load()}")
     t_floor = 2 * floor_time(b, c, (n, n), repeats, time.perf_counter)
     t_conv, _ = per_iteration(v_full, kernels, full_mix, conv_iterations, 1, None, conv=True)
-    t_full, _ = per_iteration(v_full, kernels, full_mix, iterations, repeats, None)
+    t_full, x_full = per_iteration(v_full, kernels, full_mix, iterations, repeats, None)
+    t_rank, x_rank = per_iteration(v_full, kernels, full_mix, iterations, repeats, None,
+                                   rank_tol=rank_tol)
     t_p0, x0 = per_iteration(v_peaky, kernels, peaky, iterations, repeats, None)
     t_p, x1 = per_iteration(v_peaky, kernels, peaky, iterations, repeats, tol)
-    from blurfield.physics import BlurField
+    from blurfield.physics import BlurField, principal_kernels
 
     op = BlurField(kernels, peaky, skip_tol=tol, check=False)
+    pf = principal_kernels(kernels, full_mix, rank_tol)
     print(f"{'conv2d':>8} {'full':>8} {'peaky0':>8} {'peaky':>8} {'floor':>8} | "
           f"{'conv/full':>9} {'full/floor':>10} {'full/peaky':>10} {'peaky/floor':>11} "
           f"{'conv/peaky':>10} {'dB':>6} kept  eps")
@@ -175,6 +182,12 @@ def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iteratio
           f"{op.active.numel():>4}  {float(op.skip_error.max()):.1e}")
     print(f"(seconds per iteration; {iterations} iterations of the fft rows, "
           f"{conv_iterations} of conv2d; skip_tol {tol:g})")
+    elements = b if pf is None else pf.rank + 1
+    print(f"principal kernels (rank_tol {rank_tol:g}) on the full field: {elements} of {b} "
+          f"elements, {t_rank:.3f} s per iteration, full/principal "
+          f"{t_full / t_rank:.1f}x, principal/floor {t_rank / t_floor:.2f}, "
+          f"{psnr(to_display(x_rank.clamp(0, 1)), to_display(x_full.clamp(0, 1))):.1f} dB "
+          "from the full field's restoration")
 
 
 # --------------------------------------------------------------------------- 2./3. photos
@@ -230,14 +243,15 @@ def bench_e2e(tmp: Path, iterations: int, compare: bool, extra: list[str],
         rc, secs, rss = deblur_subprocess(src, tmp / f"out{h}", iterations, extra)
         print(f"  {name:>5} ({w}x{h}): exit {rc}, {secs:6.1f} s, peak RSS {rss / 2**30:.2f} GiB")
         if compare:
-            rc0, secs0, rss0 = deblur_subprocess(src, tmp / f"out{h}_unskipped", iterations,
-                                                 [*extra, "restore.skip_tol=null"])
+            rc0, secs0, rss0 = deblur_subprocess(src, tmp / f"out{h}_exact", iterations,
+                                                 [*extra, "restore.skip_tol=null",
+                                                  "restore.rank_tol=null"])
             a, _ = read_image(tmp / f"out{h}" / f"{src.stem}_restored.png")
-            b, _ = read_image(tmp / f"out{h}_unskipped" / f"{src.stem}_restored.png")
+            b, _ = read_image(tmp / f"out{h}_exact" / f"{src.stem}_restored.png")
             db = psnr(torch.tensor(a), torch.tensor(b))
-            print(f"  {name:>5} unskipped: exit {rc0}, {secs0:6.1f} s, peak RSS "
-                  f"{rss0 / 2**30:.2f} GiB; skipped vs unskipped {db:.1f} dB, "
-                  f"unskipped / skipped time {secs0 / secs:.2f}")
+            print(f"  {name:>5} exact operator: exit {rc0}, {secs0:6.1f} s, peak RSS "
+                  f"{rss0 / 2**30:.2f} GiB; default vs exact {db:.1f} dB, "
+                  f"exact / default time {secs0 / secs:.2f}")
 
 
 def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: int,

@@ -8,7 +8,8 @@
 A :class:`Field` holds the basis kernels (B, K, K) (correlation orientation) and the mixing
 (B, h, w) at the resolution the estimator saw: the photo downscaled by ``scale`` (>= 1).
 Restoration brings it to full size (kernels about s·K, mixing bilinear; see
-:mod:`blurfield.restore.scale`). Field files follow docs/design.md §8 exactly.
+:mod:`blurfield.restore.scale`). Field files (:mod:`blurfield.fieldfile`, re-exported
+here) follow docs/design.md §8 exactly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blurfield.config import RestoreOptions
-from blurfield.fileio import write_atomic
+from blurfield.fieldfile import Field, load_decision, load_field, save_field  # noqa: F401
 from blurfield.models.estimator import pad_to_multiple
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
@@ -44,39 +44,7 @@ from blurfield.restore import (
     upscale_mixing,
 )
 
-FIELD_VERSION = 1
-CONVENTION = "correlation, mask after"
-FIELD_KEYS = ("kernels", "mixing", "scale", "image_size", "gamma", "model_id", "convention",
-              "version")
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
-
-
-@dataclass
-class Field:
-    """A blur field as estimated.
-
-    kernels: (B, K, K) float32, each >= 0 summing to 1 (correlation orientation).
-    mixing: (B, h, w) float32 on the simplex over B, at the estimated resolution.
-    scale: downscale factor (>= 1) of the photo the estimator saw.
-    image_size: (H, W) of the full photo.
-    gamma: the data gamma of the photo (1 for linear data).
-    model_id: which estimator produced it (file name and hash prefix), "" if unknown.
-    """
-
-    kernels: Tensor
-    mixing: Tensor
-    scale: float
-    image_size: tuple[int, int]
-    gamma: float = 2.2
-    model_id: str = ""
-
-    @property
-    def n_basis(self) -> int:
-        return int(self.kernels.shape[0])
-
-    @property
-    def kernel_size(self) -> int:
-        return int(self.kernels.shape[-1])
 
 
 # --------------------------------------------------------------------------- helpers
@@ -406,79 +374,3 @@ def deblur(image: Any, field: Field, *, gamma: float | None = None,
     res = restore(to_linear(x, g), field, gamma=g, **options)
     out = back(to_display(res.image, g).clamp(0, 1))
     return (out, res) if return_result else out
-
-
-# --------------------------------------------------------------------------- field files
-
-
-def save_field(path: str | Path, field: Field, decision: Decision | None = None) -> None:
-    """Write ``field`` as a field file (docs/design.md §8: kernels float32, mixing float16),
-    atomically. ``decision`` (what ``deblur`` did with it) adds the keys ``decision``,
-    ``decision_reason``, ``blend``, ``iterations``, ``noise_sigma``, ``blur_px`` and
-    ``evidence`` (:meth:`Decision.arrays`; read back by :func:`load_decision`)."""
-    path = Path(path)
-    arrays = {
-        "kernels": field.kernels.detach().cpu().numpy().astype(np.float32),
-        "mixing": field.mixing.detach().cpu().numpy().astype(np.float16),
-        "scale": np.float64(field.scale),
-        "image_size": np.asarray(field.image_size, dtype=np.int64),
-        "gamma": np.float64(field.gamma),
-        "model_id": np.str_(field.model_id),
-        "convention": np.str_(CONVENTION),
-        "version": np.int64(FIELD_VERSION),
-    }
-    if decision is not None:
-        arrays |= decision.arrays()
-    write_atomic(path, lambda f: np.savez_compressed(f, **arrays))
-
-
-def _simplex(a: np.ndarray, axes) -> Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).clamp(min=0)
-    return t / t.sum(axes, keepdim=True).clamp(min=1e-12)
-
-
-def load_field(path: str | Path) -> Field:
-    """Read a field ``.npz``; kernels and mixing are cast to float32 and renormalised onto
-    the simplex (float16 sums are off by up to 4e-4). ``ValueError`` naming the file if it
-    is not a field file of this version."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: field file not found")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as e:
-        raise ValueError(f"{path}: not a field .npz file ({e})") from None
-    missing = [k for k in FIELD_KEYS if k not in data]
-    if missing:
-        raise ValueError(f"{path}: not a blurfield field file (missing {', '.join(missing)})")
-    if str(data["convention"]) != CONVENTION:
-        raise ValueError(f"{path}: convention {str(data['convention'])!r} is not "
-                         f"{CONVENTION!r}")
-    if int(data["version"]) > FIELD_VERSION:
-        raise ValueError(f"{path}: field file version {int(data['version'])} is newer than "
-                         f"this blurfield reads ({FIELD_VERSION})")
-    kernels, mixing = data["kernels"], data["mixing"]
-    if kernels.ndim != 3 or mixing.ndim != 3 or kernels.shape[0] != mixing.shape[0]:
-        raise ValueError(f"{path}: kernels {kernels.shape} and mixing {mixing.shape} are not "
-                         "(B, K, K) and (B, h, w)")
-    h, w = (int(v) for v in data["image_size"])
-    return Field(
-        kernels=_simplex(kernels, (-2, -1)),
-        mixing=_simplex(mixing, (0,)),
-        scale=float(data["scale"]),
-        image_size=(h, w),
-        gamma=float(data["gamma"]),
-        model_id=str(data["model_id"]),
-    )
-
-
-def load_decision(path: str | Path) -> Decision | None:
-    """The no-harm decision stored in a field file by ``deblur``, or None (a file from
-    ``estimate``, an older file, or ``restore.no_harm=false``)."""
-    try:
-        with np.load(Path(path), allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as e:
-        raise ValueError(f"{path}: not a field .npz file ({e})") from None
-    return Decision.from_arrays(data)

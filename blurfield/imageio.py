@@ -156,7 +156,7 @@ def write_image(path: str | Path, image: np.ndarray, bit_depth: int = 8) -> None
         writer = png.Writer(width=w, height=h, bitdepth=16, greyscale=c == 1, alpha=False)
         write_atomic(path, lambda f: writer.write_array(f, data.reshape(-1)))
     elif suffix == ".png":
-        write_atomic(path, lambda f: Image.fromarray(data).save(f, format="PNG", compress_level=6))
+        write_atomic(path, lambda f: Image.fromarray(data).save(f, format="PNG", compress_level=3))
     elif suffix in (".jpg", ".jpeg"):
         if bit_depth != 8:
             raise ValueError(f"{path}: JPEG holds 8 bits only; write a .png for 16 bits")

@@ -233,6 +233,7 @@ class RLOptions:
     padding: Padding = Padding.same  # same (mirror) | circular; both keep the photo's size
     method: BlurMethod = BlurMethod.auto  # auto | fft | direct (the blur operator's path)
     skip_tol: float | None = 1e-3  # drop elements mixed <= this per tile; Hx off <= B tol range(x)
+    rank_tol: float | None = 0.05  # principal kernels per tile: each kernel within this (rel. L2)
 
     def __post_init__(self) -> None:
         for name, typ in _choice_fields(type(self)):

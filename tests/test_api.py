@@ -9,6 +9,7 @@ import png
 import pytest
 import skimage.data
 import torch
+from helpers.images import psnr
 from PIL import Image, ImageOps
 
 from blurfield import api, viz
@@ -24,10 +25,6 @@ def camera(h: int, w: int) -> np.ndarray:
     """(h, w, 3) float display values from scikit-image's camera photo."""
     g = skimage.data.camera()[:h * 2:2, :w * 2:2].astype(np.float32) / 255
     return np.repeat(g[..., None], 3, -1)
-
-
-def psnr(a, b) -> float:
-    return float(10 * np.log10(1 / np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
 def random_field(n_basis=3, k=9, h=20, w=24, seed=0, **kw) -> Field:

@@ -8,7 +8,7 @@ blurfield, bottom to top (a module may import its own layer and the ones below):
     1 physics
     2 models, losses, data
     3 restore
-    4 api
+    4 api, fieldfile
     5 tasks, evaluation
     6 commands (one module per command), cli, docs, __main__
 
@@ -35,7 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("blurfield.physics",),
     ("blurfield.models", "blurfield.losses", "blurfield.data"),
     ("blurfield.restore",),
-    ("blurfield.api",),
+    ("blurfield.api", "blurfield.fieldfile"),
     ("blurfield.tasks", "blurfield.evaluation"),
     ("blurfield.commands", "blurfield.cli", "blurfield.docs", "blurfield.__main__"),
 ]

@@ -8,6 +8,7 @@ import pytest
 import skimage.data
 import skimage.transform
 import torch
+from helpers.images import display, psnr
 from helpers.moments import splat_line
 
 from blurfield.api import Field, deblur, load_decision, load_field, save_field
@@ -43,14 +44,6 @@ def blurred(sharp_display: torch.Tensor, kernels, mixing) -> torch.Tensor:
     """Linear blurry photo, 8-bit rounded like a real one."""
     hu = blur(to_linear(sharp_display), kernels, mixing, padding="same")
     return to_linear(torch.round(to_display(saturate(hu)) * 255) / 255)
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).square().mean()))
-
-
-def display(x: torch.Tensor) -> torch.Tensor:
-    return to_display(x.clamp(0, 1))
 
 
 def blurred_astronaut():

@@ -8,8 +8,8 @@ import pytest
 import skimage.data
 import skimage.transform
 import torch
-from helpers.fields import line_field
-from helpers.moments import splat_line
+from helpers.fields import line_field, line_kernel, peaky_field
+from helpers.images import astronaut, display, psnr
 
 from blurfield import api
 from blurfield.api import Field, resolve_threads, restore, restore_scale_factor, save_field
@@ -19,39 +19,6 @@ from blurfield.physics import BlurField, blur, saturate, to_display, to_linear
 from blurfield.restore import restore_tiled, richardson_lucy, rl, upscale_kernels, upscale_mixing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def line_kernel(size: int, angle: float, length: float) -> torch.Tensor:
-    return torch.tensor(splat_line(size, angle, length), dtype=torch.float32)
-
-
-def astronaut(size: int) -> torch.Tensor:
-    img = skimage.transform.resize(skimage.data.astronaut(), (size, size), anti_aliasing=True)
-    return torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
-
-
-def peaky_field(size: int, k: int = 9, cells: int = 4, sharpness: float = 0.5):
-    """``cells x cells`` regions, each blurred by its own line kernel (B = cells²), mixed by a
-    softmax of ``-sharpness x`` the distance (px) to each region: a pixel uses the kernels of
-    the regions near it, the others get a tail (like an estimated field's): (1, B, k, k),
-    (1, B, size, size)."""
-    b = cells * cells
-    kernels = torch.stack([line_kernel(k, 0.4 * i, (0.3 + 0.6 * i / b) * k) for i in range(b)])
-    pos = torch.arange(size, dtype=torch.float32)
-    edges = torch.linspace(0, size, cells + 1)
-    lo, hi = edges[:-1, None], edges[1:, None] - 1
-    dist = (lo - pos).clamp(min=0) + (pos - hi).clamp(min=0)  # (cells, size)
-    d = dist[:, None, :, None] + dist[None, :, None, :]  # (cells_y, cells_x, y, x)
-    logits = -sharpness * d.reshape(b, size, size)
-    return kernels[None], logits.softmax(0)[None]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).square().mean().clamp(min=1e-20)))
-
-
-def display(x: torch.Tensor) -> torch.Tensor:
-    return to_display(x.clamp(0, 1))
 
 
 class Spy:
@@ -115,9 +82,9 @@ def test_api_restore_passes_skip_tol_and_none_skips_nothing(monkeypatch):
     v = saturate(blur(to_linear(astronaut(size)), kernels, mixing, padding="same"))
     field = Field(kernels[0], mixing[0], scale=1.0, image_size=(size, size))
     spy = Spy(monkeypatch)
-    restore(v, field, iterations=2, no_harm=False, tile=32)  # the last tile: a corner
+    restore(v, field, iterations=2, no_harm=False, tile=32, rank_tol=None)  # last: a corner
     assert spy.fields[-1].active.numel() < 16 and spy.fields[-1].skip_tol == 1e-3
-    restore(v, field, iterations=2, no_harm=False, skip_tol=None)
+    restore(v, field, iterations=2, no_harm=False, skip_tol=None, rank_tol=None)
     assert spy.fields[-1].active.numel() == 16
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 import kornia
 import numpy as np
 import pytest
-import skimage.data
-import skimage.transform
 import torch
 import torch.nn.functional as F
+from helpers.images import astronaut, psnr
 from helpers.moments import splat_line
 
 from blurfield.physics import blur, saturate, to_display, to_linear
@@ -34,12 +33,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # --------------------------------------------------------------------------- helpers
 
 
-def astronaut(size: int) -> torch.Tensor:
-    """(1, 3, size, size) display values of scikit-image's astronaut photo."""
-    img = skimage.transform.resize(skimage.data.astronaut(), (size, size), anti_aliasing=True)
-    return torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
-
-
 def smooth_field(size: int, kernel_size: int, lengths=(0.8, 0.6, 0.35)):
     """Three line kernels mixed by smooth sigmoids across the image: (1, 3, K, K), (1, 3, S, S)."""
     k = kernel_size
@@ -50,10 +43,6 @@ def smooth_field(size: int, kernel_size: int, lengths=(0.8, 0.6, 0.35)):
     b = torch.sigmoid(3 * t)[:, None].expand(size, size)
     mixing = torch.stack([a * b, (1 - a) * b, 1 - b])[None]
     return torch.tensor(ks, dtype=torch.float32)[None], mixing
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).square().mean()))
 
 
 # --------------------------------------------------------------------------- textbook RL
@@ -209,6 +198,16 @@ def test_sobel_equals_kornia():
     x = torch.rand(2, 3, 13, 17, dtype=torch.float64)
     ref = kornia.filters.spatial_gradient(x, mode="sobel", normalized=False)
     torch.testing.assert_close(sobel(x), ref, rtol=0, atol=1e-12)
+
+
+def test_tv_denominator_equals_the_divergence_by_kornia():
+    x = torch.rand(2, 3, 13, 17, dtype=torch.float64)
+    g = kornia.filters.spatial_gradient(x, mode="sobel", normalized=False)  # (N, C, 2, H, W)
+    unit = g / g.square().sum(2, keepdim=True).sqrt().clamp(min=1e-9)
+    div = (kornia.filters.spatial_gradient(unit[:, :, 0], normalized=False)[:, :, 0]
+           + kornia.filters.spatial_gradient(unit[:, :, 1], normalized=False)[:, :, 1])
+    expected = (1 - 0.3 * div).clamp(min=0.1)
+    torch.testing.assert_close(tv_denominator(x, 0.3), expected, rtol=0, atol=1e-12)
 
 
 def test_tv_denominator_shrinks_peaks_and_leaves_ramps():

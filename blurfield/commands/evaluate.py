@@ -48,7 +48,8 @@ SIGNATURE_KEYS = ("benchmark", "root", "checkpoint", "deblurrer", "gamma", "satu
 # The restore options evaluation uses (and records in its resume signature); skip_tol and
 # restore_scale keep the API's defaults.
 RESTORE_KEYS = ("iterations", "saturation", "tv_weight", "early_stop", "padding", "method",
-                "sat_threshold", "z_dilate", "tile", "tile_overlap", "no_harm", "no_harm_probe",
+                "sat_threshold", "z_dilate", "rank_tol", "tile", "tile_overlap", "no_harm",
+                "no_harm_probe",
                 "no_harm_evidence", "no_harm_margin", "no_harm_max_unexplained",
                 "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur")
 

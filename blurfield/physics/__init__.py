@@ -15,9 +15,11 @@ from blurfield.physics.blur import (
     uniform_field,
 )
 from blurfield.physics.camera import reblur, saturate, saturate_grad, to_display, to_linear
+from blurfield.physics.lowrank import PrincipalField, principal_kernels
 
 __all__ = [
     "BlurField",
+    "PrincipalField",
     "blur",
     "blur_adjoint",
     "check_field",
@@ -26,6 +28,7 @@ __all__ = [
     "pad",
     "pad_adjoint",
     "per_pixel_kernels",
+    "principal_kernels",
     "reblur",
     "saturate",
     "saturate_grad",

@@ -280,8 +280,8 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
     ``iterations``: the restoration's, the probes run at most that many (at least 1);
     ``window``: side of the probe squares (:func:`probe_windows`; 0 = the whole photo);
     ``rl``: the restoration's other RL options (saturation, tv_weight, method,
-    sat_threshold, z_dilate, skip_tol; padding is "valid" for the probes, the restoration's
-    for step 2); ``callback``: passed to every probe's :func:`richardson_lucy`."""
+    sat_threshold, z_dilate, skip_tol, rank_tol; padding is "valid" for the probes, the
+    restoration's for step 2); ``callback``: passed to every probe's :func:`richardson_lucy`."""
     if iterations is not None:
         probe = max(1, min(probe, int(iterations)))
     sigma = noise_sigma(v, gamma)
@@ -297,7 +297,7 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
         return Decision(0.0, "the reblur residual is already at the noise level "
                         f"({math.sqrt(err0):.2g} vs noise {sigma:.2g})", sigma, blur)
     opts = {k: rl[k] for k in ("saturation", "tv_weight", "method", "sat_threshold",
-                               "z_dilate", "skip_tol") if k in rl}
+                               "z_dilate", "skip_tol", "rank_tol") if k in rl}
     vw, mw = probe_windows(v, mixing, window)
     u: dict[str, float] = {}
 
