@@ -3,8 +3,8 @@
 
 blurfield, bottom to top (a module may import its own layer and the ones below)::
 
-    0 utilities   errors, fileio, config, config_reference, options, commandline, html,
-                  imageio, viz (and the package)
+    0 utilities   errors, fileio, config, config_schema, config_reference, options,
+                  commandline, html, imageio, viz (and the package)
     1 physics
     2 models, losses, data
     3 restore
@@ -30,8 +30,8 @@ PACKAGES = ("blurfield", "data_prep", "demo")
 
 LAYERS: list[tuple[str, ...]] = [
     ("blurfield", "blurfield.errors", "blurfield.fileio", "blurfield.config",
-     "blurfield.config_reference", "blurfield.options", "blurfield.commandline",
-     "blurfield.html", "blurfield.imageio", "blurfield.viz"),
+     "blurfield.config_schema", "blurfield.config_reference", "blurfield.options",
+     "blurfield.commandline", "blurfield.html", "blurfield.imageio", "blurfield.viz"),
     ("blurfield.physics",),
     ("blurfield.models", "blurfield.losses", "blurfield.data"),
     ("blurfield.restore",),
