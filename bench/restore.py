@@ -14,6 +14,7 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
      unskipped; ``dB`` = PSNR of the skipped against the unskipped restoration;
    - ``principal``: the full field on its principal kernels (``rank_tol``, default 0.05):
      how many elements, seconds per iteration, and dB from the full field's restoration;
+     the same for the shipped model's field of the blurry photo (estimated here);
    - ``floor``: the transforms an iteration cannot avoid, 2 x (B x C inverse real
      transforms at the same 5-smooth size) (bench/blur.py's floor, forward and adjoint).
 2. ``e2e``: ``blurfield deblur`` (shipped model, estimate + ``--iterations`` iterations,
@@ -188,6 +189,18 @@ def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iteratio
           f"{t_full / t_rank:.1f}x, principal/floor {t_rank / t_floor:.2f}, "
           f"{psnr(to_display(x_rank.clamp(0, 1)), to_display(x_full.clamp(0, 1))):.1f} dB "
           "from the full field's restoration")
+    from blurfield import api
+
+    field = api.estimate(to_display(v_full)[0].permute(1, 2, 0).numpy(), api.load_estimator())
+    km, mm = field.kernels[None], field.mixing[None]
+    t_mf, x_mf = per_iteration(v_full, km, mm, iterations, repeats, None)
+    t_mr, x_mr = per_iteration(v_full, km, mm, iterations, repeats, None, rank_tol=rank_tol)
+    pf = principal_kernels(km, mm, rank_tol)
+    elements = b if pf is None else pf.rank + 1
+    print(f"the shipped model's field of that photo: {elements} of {b} elements, "
+          f"{t_mf:.3f} s per iteration full, {t_mr:.3f} principal ({t_mf / t_mr:.1f}x), "
+          f"principal/floor {t_mr / t_floor:.2f}, "
+          f"{psnr(to_display(x_mr.clamp(0, 1)), to_display(x_mf.clamp(0, 1))):.1f} dB apart")
 
 
 # --------------------------------------------------------------------------- 2./3. photos
