@@ -58,6 +58,7 @@ from blurfield.options import (  # noqa: F401 (re-exported: part of the schema)
     RLOptions,
     SceneSource,
     Task,
+    WandbMode,
 )
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"

@@ -26,6 +26,7 @@ from blurfield.options import (
     RestoreOptions,
     SceneSource,
     Task,
+    WandbMode,
 )
 
 # --------------------------------------------------------------------------- sections
@@ -111,7 +112,7 @@ class LoggingCfg:
     entity: str | None = None  # W&B entity (team); None = your default
     group: str | None = None  # W&B group (ablations share one)
     tags: list[str] = field(default_factory=list)  # W&B tags
-    mode: str = "offline"  # used when WANDB_MODE is not set
+    mode: WandbMode = WandbMode.offline  # offline | online | disabled; WANDB_MODE overrides
 
 
 @dataclass

@@ -27,6 +27,7 @@ __all__ = [
     "ReblurSpace",
     "InitKernels",
     "LoggerKind",
+    "WandbMode",
     "ContentLoss",
     "ReblurNorm",
     "InitUpsampling",
@@ -126,6 +127,15 @@ class LoggerKind(Choice):
     wandb = "wandb"
     csv = "csv"
     none = "none"
+
+
+class WandbMode(Choice):
+    """How W&B runs: offline (files only, synced later), online, or disabled. The
+    ``WANDB_MODE`` environment variable, when set, takes precedence."""
+
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
 
 
 class ContentLoss(Choice):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from blurfield.cli import main
-from blurfield.config import CONF_DIR, ConfigError, load_config
+from blurfield.config import CONF_DIR, ConfigError, as_config, load_config
 
 
 def test_schema_defaults_and_overrides():
@@ -94,6 +94,17 @@ def test_data_prep_choices_are_enums_with_one_line_errors(override, allowed, cap
     assert data_prep_main([command, override]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and key in err[0] and allowed in err[0]
+
+
+def test_wandb_mode_is_a_choice_and_the_environment_is_checked_too(tmp_path, monkeypatch):
+    from blurfield.tasks.loggers import build_logger
+
+    with pytest.raises(ConfigError, match=r"logging\.mode.*offline, online, disabled"):
+        load_config([], ["logging.mode=onlin"])
+    cfg = as_config(load_config([], ["logging.mode=disabled"])).logging
+    monkeypatch.setenv("WANDB_MODE", "sometimes")
+    with pytest.raises(ValueError, match=r"WANDB_MODE.*offline, online, disabled"):
+        build_logger(cfg, tmp_path / "run", "run")
 
 
 def test_plain_writes_choices_as_their_strings():

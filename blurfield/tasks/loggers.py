@@ -15,10 +15,8 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from blurfield.config import LoggerKind, LoggingCfg
+from blurfield.config import LoggerKind, LoggingCfg, WandbMode
 from blurfield.fileio import write_text_atomic
-
-WANDB_MODES = ("offline", "online", "disabled")
 
 
 def _wandb_id(run_dir: Path) -> str:
@@ -44,7 +42,8 @@ def build_logger(logging_cfg: LoggingCfg, run_dir: str | Path, run_name: str,
         config: the full resolved config (plain dict), stored with the W&B run and
             as the CSV logger's hyperparameters.
     Raises:
-        ValueError naming ``logging.logger`` / ``logging.mode`` on an unknown value.
+        ValueError naming ``logging.logger``, ``logging.mode`` or ``WANDB_MODE`` on an
+        unknown value.
     """
     kind = LoggerKind.parse(logging_cfg.logger, "logging.logger")
     run_dir = Path(run_dir)
@@ -57,11 +56,11 @@ def build_logger(logging_cfg: LoggingCfg, run_dir: str | Path, run_name: str,
         if config is not None:
             logger.log_hyperparams(config)
         return logger
-    mode = os.environ.get("WANDB_MODE") or logging_cfg.mode
-    if mode == "dryrun":
-        mode = "offline"
-    if mode not in WANDB_MODES:
-        raise ValueError(f"logging.mode: {mode!r} is not one of {', '.join(WANDB_MODES)}")
+    env = os.environ.get("WANDB_MODE")
+    if env:
+        mode = WandbMode.parse("offline" if env == "dryrun" else env, "WANDB_MODE")
+    else:
+        mode = WandbMode.parse(logging_cfg.mode, "logging.mode")
     from lightning.pytorch.loggers import WandbLogger
 
     (run_dir / "wandb").parent.mkdir(parents=True, exist_ok=True)
@@ -74,5 +73,5 @@ def build_logger(logging_cfg: LoggingCfg, run_dir: str | Path, run_name: str,
         tags=[str(t) for t in (logging_cfg.tags or [])],
         id=_wandb_id(run_dir),
         config=config,
-        mode=mode,
+        mode=str(mode),
     )
