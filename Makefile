@@ -5,10 +5,10 @@ STAMP := .venv/.installed
 CONFIG ?=
 ARGS ?=
 
-.PHONY: help install test test-all demo shards train compact bench lint docs format clean
+.PHONY: help install test test-all demo shards train compact compact-gpu bench lint docs format clean
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## create .venv and install (torch==2.13.0 first, then the project with [dev])
 
@@ -40,6 +40,10 @@ train: install  ## train the estimator; CONFIG=conf/experiment/tiny.yaml ARGS="k
 compact: install  ## the shipped compact estimator from scratch: its shards, then its training (README: model card)
 	$(PY) -m data_prep shards --config shards/compact
 	.venv/bin/blurfield train --config experiment/compact $(ARGS)
+
+compact-gpu: install  ## the compact recipe at base width 32 on one GPU (README: model card), its shards first
+	$(PY) -m data_prep shards --config shards/compact shards.workers=$$(nproc)
+	.venv/bin/blurfield train --config experiment/compact_gpu $(ARGS)
 
 bench: install  ## run the benchmarks and print their tables
 	@for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
