@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import skimage.data
-import skimage.transform
 import torch
-from helpers.images import display, psnr
-from helpers.moments import splat_line
+from helpers.fields import line_kernel
+from helpers.images import astronaut, display, psnr
 
 from blurfield.api import Field, deblur, load_decision, load_field, save_field
 from blurfield.cli import main
@@ -19,16 +17,6 @@ from blurfield.restore import no_harm_richardson_lucy, noise_sigma, richardson_l
 from blurfield.restore.noharm import blur_extent, rescaled, turned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def line_kernel(size: int, angle: float, length: float) -> torch.Tensor:
-    return torch.tensor(splat_line(size, angle, length), dtype=torch.float32)
-
-
-def photo(size: int = 96) -> torch.Tensor:
-    """(1, 3, size, size) display values of scikit-image's astronaut."""
-    img = skimage.transform.resize(skimage.data.astronaut(), (size, size), anti_aliasing=True)
-    return torch.tensor(img, dtype=torch.float32).permute(2, 0, 1)[None]
 
 
 def two_layer_field(size: int, k: int = 15) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,7 +37,7 @@ def blurred(sharp_display: torch.Tensor, kernels, mixing) -> torch.Tensor:
 def blurred_astronaut():
     """The 96² astronaut (display), the two-layer field, the blurry linear photo and its
     PSNR (dB) against the sharp one."""
-    sharp = photo()
+    sharp = astronaut(96)
     kernels, mixing = two_layer_field(96)
     v = blurred(sharp, kernels, mixing)
     return sharp, kernels, mixing, v, psnr(display(v), sharp)
@@ -59,7 +47,7 @@ def blurred_astronaut():
 
 
 def test_a_sharp_photo_with_a_near_delta_field_is_left_as_is():
-    sharp = photo()
+    sharp = astronaut(96)
     v = to_linear(sharp)
     k = torch.zeros(1, 1, 15, 15)
     k[0, 0, 7, 7] = 0.96  # variance 0.04 px²: a 0.7 px "blur"
@@ -73,7 +61,7 @@ def test_a_sharp_photo_with_a_near_delta_field_is_left_as_is():
 def test_a_sharp_photo_with_a_real_blur_field_stays_close_to_itself():
     """The field claims 9-11 px of blur the photo does not have: plain RL sharpens the photo
     away from itself; the rule must keep it within 40 dB of the input."""
-    sharp = photo()
+    sharp = astronaut(96)
     v = to_linear(sharp)
     kernels, mixing = two_layer_field(96)
     plain = richardson_lucy(v, kernels, mixing, iterations=30).image
@@ -158,7 +146,7 @@ def test_unexplained_over_windows_is_the_pooled_error_ratio():
     window restored on its own (RL treats the batch independently)."""
     from blurfield.restore.noharm import _unexplained, probe_windows
 
-    sharp = photo(160)
+    sharp = astronaut(160)
     kernels, mixing = two_layer_field(160, 9)
     v = blurred(sharp, kernels, mixing)
     vw, mw = probe_windows(v, mixing, 48)
@@ -212,7 +200,7 @@ def test_rescaled_keeps_mass_and_centre_and_scales_the_spread(factor):
 
 
 def test_discrepancy_stop_keeps_the_first_iterate_at_the_noise_level():
-    sharp = photo(64)
+    sharp = astronaut(64)
     kernels, mixing = two_layer_field(64, 11)
     v = blurred(sharp, kernels, mixing)
     full = richardson_lucy(v, kernels, mixing, iterations=20, early_stop=False)
@@ -226,7 +214,7 @@ def test_discrepancy_stop_keeps_the_first_iterate_at_the_noise_level():
 
 
 def test_api_deblur_exposes_the_decision_and_can_switch_the_rule_off():
-    sharp = photo(64)[0].permute(1, 2, 0).numpy()
+    sharp = astronaut(64)[0].permute(1, 2, 0).numpy()
     kernels, mixing = two_layer_field(64, 11)
     field = Field(kernels[0], mixing[0], scale=1.0, image_size=(64, 64))
     out, res = deblur(sharp, field, iterations=20, return_result=True)
@@ -237,7 +225,7 @@ def test_api_deblur_exposes_the_decision_and_can_switch_the_rule_off():
 
 
 def test_tiled_restoration_gets_the_decision_and_the_blend():
-    sharp = photo(96)
+    sharp = astronaut(96)
     kernels, mixing = two_layer_field(96, 11)
     field = Field(kernels[0], mixing[0], scale=1.0, image_size=(96, 96))
     blurry = display(blurred(sharp, kernels, mixing))[0].permute(1, 2, 0).numpy()
@@ -251,7 +239,7 @@ def test_tiled_restoration_gets_the_decision_and_the_blend():
 
 
 def test_deblur_writes_the_decision_into_the_field_file_and_prints_it(tmp_path, capsys):
-    sharp = photo(64)
+    sharp = astronaut(64)
     kernels, mixing = two_layer_field(64, 11)
     blurry = display(blurred(sharp, kernels, mixing))[0].permute(1, 2, 0).numpy()
     write_image(tmp_path / "shot.png", blurry)
