@@ -60,6 +60,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blur import conv2d_reference, conv2d_reference_adjoint, floor_time, peaky_mixing  # noqa: E402
 
 from blurfield.config import RestoreOptions  # noqa: E402
+from blurfield.evaluation import metrics  # noqa: E402
 from blurfield.physics import blur, saturate, smooth_size, to_display, to_linear  # noqa: E402
 from blurfield.restore import richardson_lucy, rl  # noqa: E402
 
@@ -106,8 +107,8 @@ def photo(h: int, w: int | None = None) -> torch.Tensor:
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float((a.float() - b.float()).square().mean())
-    return float("inf") if mse == 0 else 10 * np.log10(1 / mse)
+    """PSNR (dB, peak 1) of two images as the evaluation computes it (inf when equal)."""
+    return float(metrics.psnr(a, b))
 
 
 # --------------------------------------------------------------------------- 1. RL

@@ -15,6 +15,7 @@ from blurfield.physics import blur, saturate, to_display, to_linear
 from blurfield.restore import (
     bright_split,
     choose_scale,
+    parse_scale,
     reliable_mask,
     restore_tiled,
     richardson_lucy,
@@ -260,9 +261,10 @@ def test_choose_scale():
     assert choose_scale(3000, 4000, "auto", 1.5) == pytest.approx(np.sqrt(8))
     assert choose_scale(600, 800, "auto", 1.5) == 1.0
     assert choose_scale(100, 100, 2) == 2.0 and choose_scale(100, 100, "3") == 3.0
-    for bad in (0.5, "big"):
-        with pytest.raises(ValueError, match="scale"):
+    for bad in (0.5, "big", float("nan"), None):
+        with pytest.raises(ValueError, match="not a scale"):
             choose_scale(100, 100, bad)
+    assert parse_scale("auto") == "auto" and parse_scale("1.5") == 1.5 and parse_scale(1) == 1.0
 
 
 @pytest.mark.parametrize("scale", [2.0, 2.83])

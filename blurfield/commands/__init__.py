@@ -30,17 +30,14 @@ def photo_paths(inputs: list[str], command: str) -> list[Path]:
 
 
 def parse_scale(value: Any) -> float | str:
-    """``restore.scale``: "auto" or a number >= 1."""
-    if str(value) == "auto":
-        return "auto"
+    """``restore.scale``: "auto" or a number >= 1 (:func:`blurfield.restore.parse_scale`),
+    refused as a :class:`UserError` that names the option."""
+    from blurfield.restore import parse_scale as parse
+
     try:
-        s = float(value)
-    except (TypeError, ValueError):
-        s = float("nan")
-    if not s >= 1:
-        raise UserError(f"restore.scale (--scale): {value!r} is neither 'auto' nor a number "
-                        ">= 1")
-    return s
+        return parse(value)
+    except ValueError as e:
+        raise UserError(f"restore.scale (--scale): {e}") from None
 
 
 def load_model(rc: DictConfig):

@@ -15,6 +15,7 @@ from blurfield.restore.rl import (
 from blurfield.restore.scale import (
     choose_scale,
     downscale_image,
+    parse_scale,
     scaled_size,
     upscale_kernels,
     upscale_mixing,
@@ -32,6 +33,7 @@ __all__ = [
     "no_harm_richardson_lucy",
     "noharm",
     "noise_sigma",
+    "parse_scale",
     "progress_bar",
     "reliable_mask",
     "restore_tiled",

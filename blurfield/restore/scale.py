@@ -23,24 +23,30 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
+def parse_scale(value: float | str) -> float | str:
+    """``"auto"`` or a number ``>= 1`` (a numeric string is read as a number); anything
+    else raises ``ValueError``."""
+    if str(value) == "auto":
+        return "auto"
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not scale >= 1:
+        raise ValueError(f"{value!r} is not a scale: neither 'auto' nor a number >= 1")
+    return scale
+
+
 def choose_scale(height: int, width: int, scale: float | str = "auto",
                  max_megapixels: float = 1.5) -> float:
     """The downscale factor ``s >= 1``: ``scale`` itself if a number, or with ``"auto"`` the
     smallest ``s`` for which the estimator sees at most ``max_megapixels``."""
-    if isinstance(scale, str):
-        if scale != "auto":
-            try:
-                scale = float(scale)
-            except ValueError:
-                raise ValueError(f"scale: {scale!r} is neither 'auto' nor a number >= 1") from None
-        else:
-            if max_megapixels <= 0:
-                raise ValueError(f"max_megapixels: must be > 0, got {max_megapixels}")
-            return max(1.0, math.sqrt(height * width / (max_megapixels * 1e6)))
-    scale = float(scale)
-    if not scale >= 1:
-        raise ValueError(f"scale: must be 'auto' or a number >= 1, got {scale}")
-    return scale
+    scale = parse_scale(scale)
+    if scale != "auto":
+        return scale
+    if max_megapixels <= 0:
+        raise ValueError(f"max_megapixels: must be > 0, got {max_megapixels}")
+    return max(1.0, math.sqrt(height * width / (max_megapixels * 1e6)))
 
 
 def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
