@@ -21,11 +21,17 @@ Reduction (docs/design.md §8): mean over channels, then a weighted mean over pi
 The DeblurGAN fine-tune's terms (docs/design.md §6): :func:`gradient_penalty` (WGAN-GP)
 and :func:`reblur_consistency` (the restoration reblurred by its field vs the blurry photo).
 
+Optional terms of the estimator (off in the paper's recipe): :func:`moment_loss` on the
+field's per-pixel second moments, :func:`mixing_entropy` on how many basis kernels a pixel
+blends.
+
 Losses run with autocast off, half-precision inputs cast to float32 (bf16 would lose the
 cancellation in ``q``); float64 inputs stay float64 (the tests).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor, nn
@@ -322,6 +328,25 @@ def moment_loss(
             return per_image.mean()
         v = layer_valid.any(1).to(dtype)
         return (per_image * v).sum() / v.sum().clamp(min=1)
+
+
+def mixing_entropy(mixing: Tensor, weights: Tensor | None = None) -> Tensor:
+    """How many basis kernels each pixel blends: the normalised entropy of its mixing.
+
+    ``h_i = -sum_b m_i^b log m_i^b / log B`` is 1 where pixel i weighs all B basis kernels
+    equally (their average: a round blob however elongated each one is) and 0 where it uses
+    one; ``exp(h_i log B)`` is the effective number of kernels. Returns
+    ``mean_n [sum_i w_i h_i / sum_i w_i]`` (:func:`weighted_mean`); a penalty on it pushes
+    each pixel to commit to a few kernels. Shapes: mixing (N, B, H, W) on the simplex,
+    weights (N, H, W) or None. B = 1 gives 0.
+    """
+    with _no_autocast(mixing):
+        (m,) = _f32(mixing)
+        if m.shape[1] == 1:
+            return m.sum() * 0
+        tiny = torch.finfo(m.dtype).tiny
+        h = -(m * m.clamp(min=tiny).log()).sum(1) / math.log(m.shape[1])
+        return weighted_mean(h, weights)
 
 
 # --------------------------------------------------------------------------- fine-tune

@@ -10,6 +10,7 @@ import torch
 from blurfield.losses import (
     kernel_error,
     kernel_loss,
+    mixing_entropy,
     pixel_grid,
     reblur_loss,
     reblur_psnr,
@@ -236,3 +237,42 @@ def test_bad_arguments_raise_value_error(rng):
     with pytest.raises(ValueError, match="space"):
         reblur_loss(kernels, mixing, torch.zeros(2, 3, 10, 11, dtype=D),
                     torch.zeros(2, 3, 6, 7, dtype=D), space="log")
+
+
+# --------------------------------------------------------------------------- mixing entropy
+
+
+def test_mixing_entropy_closed_forms():
+    """Uniform over B -> 1, one basis element -> 0, half/half of two -> log 2 / log B."""
+    b, h, w = 5, 3, 4
+    uniform = torch.full((1, b, h, w), 1 / b, dtype=D)
+    one = torch.zeros(1, b, h, w, dtype=D)
+    one[:, 2] = 1
+    half = torch.zeros(1, b, h, w, dtype=D)
+    half[:, :2] = 0.5
+    assert mixing_entropy(uniform).item() == pytest.approx(1.0, abs=1e-12)
+    assert mixing_entropy(one).item() == pytest.approx(0.0, abs=1e-12)
+    assert mixing_entropy(half).item() == pytest.approx(math.log(2) / math.log(b), abs=1e-12)
+    assert mixing_entropy(torch.ones(2, 1, h, w, dtype=D)).item() == 0.0  # B = 1
+
+
+def test_mixing_entropy_matches_a_direct_weighted_sum(rng):
+    _, mixing, _, _, weights = _field(rng, b=4)
+    h = -(mixing * mixing.log()).sum(1) / math.log(4)
+    want = ((weights * h).sum((1, 2)) / weights.sum((1, 2))).mean()
+    assert mixing_entropy(mixing, weights).item() == pytest.approx(want.item(), rel=1e-12)
+
+
+def test_mixing_entropy_gradient_sharpens_the_mixing(rng):
+    """A gradient step on the logits lowers the entropy and raises each pixel's largest
+    weight; the gradient is finite at a weight of exactly 0."""
+    logits = torch.randn(1, 6, 5, 5, generator=rng, dtype=D, requires_grad=True)
+    mixing = torch.softmax(logits, 1)
+    mixing_entropy(mixing).backward()
+    with torch.no_grad():
+        after = torch.softmax(logits - 0.5 * logits.grad, 1)
+    assert mixing_entropy(after) < mixing_entropy(mixing.detach())
+    assert bool((after.amax(1) > mixing.detach().amax(1)).all())
+    m = torch.tensor([1.0, 0.0, 0.0], dtype=D).view(1, 3, 1, 1).requires_grad_(True)
+    mixing_entropy(m).backward()
+    assert bool(torch.isfinite(m.grad).all())

@@ -7,6 +7,7 @@ through BlurDataModule.
 
 from __future__ import annotations
 
+import csv as csv_module
 import json
 import math
 
@@ -17,7 +18,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from blurfield.cli import main
 from blurfield.config import load_config
-from blurfield.losses import kernel_loss, moment_loss, pixel_grid, reblur_loss
+from blurfield.losses import kernel_loss, mixing_entropy, moment_loss, pixel_grid, reblur_loss
 from blurfield.physics import reblur
 from blurfield.tasks.estimator import KernelEstimatorModule
 from blurfield.tasks.train import prepare, resume_checkpoint, slurm_plugins, train
@@ -184,6 +185,22 @@ def test_moment_term_is_added_with_its_weight():
     assert "moment" not in KernelEstimatorModule(TINY, {}).losses(b, k, mix, 2)
 
 
+def test_mixing_entropy_term_is_added_with_its_weight():
+    """loss = reblur + kernel + mixing_entropy_weight x mixing entropy, each computed here."""
+    b = default_collate([make_sample(0), make_sample(1)])
+    m = KernelEstimatorModule(TINY, {"mixing_entropy_weight": 0.2})
+    with torch.no_grad():
+        k, mix = m(b["blurry"])
+        out = m.losses(b, k, mix, 2)
+        ent = mixing_entropy(mix, b["weights"])
+        want = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
+            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"]) + 0.2 * ent
+    assert 0 < float(ent) <= 1
+    assert float(out["entropy"]) == pytest.approx(float(ent), rel=1e-6)
+    assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
+    assert "entropy" not in KernelEstimatorModule(TINY, {}).losses(b, k, mix, 2)
+
+
 # --------------------------------------------------------------------------- Trainer runs
 
 
@@ -201,7 +218,7 @@ def test_loss_switch_and_lr_schedule_epochs(tmp_path):
     # carries what load_any_estimator needs
     header = (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
     assert {"val/loss", "val/reblur_psnr", "val/kernel_error", "val/direction",
-            "train/loss_epoch"} <= set(header)
+            "val/mixing_entropy", "train/loss_epoch"} <= set(header)
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["hyper_parameters"]["model"] == {**TINY, "gamma_in": 2.2,
                                                   "kernel_code": "bottleneck"}
@@ -231,11 +248,16 @@ def test_resume_at_epoch_boundary_equals_uninterrupted_run(tmp_path):
     common = ["train.kernel_loss_p_switch_epoch=1", "train.lr_halve_every=1"]
     straight = train(_cfg(tmp_path, "train.epochs=2", "train.run_name=a", *common),
                      FakeData())
-    train(_cfg(tmp_path, "train.epochs=1", "train.run_name=b", *common), FakeData())
+    csv = "logging.logger=csv"
+    train(_cfg(tmp_path, "train.epochs=1", "train.run_name=b", csv, *common), FakeData())
     with pytest.raises(ValueError, match="train.resume=true"):
         prepare(_cfg(tmp_path, "train.epochs=2", "train.run_name=b", *common), FakeData())
     resumed = train(_cfg(tmp_path, "train.epochs=2", "train.run_name=b", "train.resume=true",
-                         *common), FakeData())
+                         csv, *common), FakeData())
+    # the first session's metrics.csv is kept beside the resumed one's (Lightning deletes it)
+    epochs = {name: {r["epoch"] for r in csv_module.DictReader(open(resumed / name)) if r["epoch"]}
+              for name in ("metrics.1.csv", "metrics.csv")}
+    assert epochs == {"metrics.1.csv": {"0"}, "metrics.csv": {"1"}}
     ha, hb = _history(straight), _history(resumed)
     assert [(h["epoch"], h["lr"], h["kernel_loss_p"]) for h in hb] == \
         [(h["epoch"], h["lr"], h["kernel_loss_p"]) for h in ha] == [(0, 3e-3, 2), (1, 1.5e-3, 1)]

@@ -44,6 +44,7 @@ from blurfield.evaluation.metrics import direction_agreement
 from blurfield.losses import (
     kernel_error,
     kernel_loss,
+    mixing_entropy,
     moment_loss,
     pixel_grid,
     reblur_loss,
@@ -135,7 +136,8 @@ class KernelEstimatorModule(L.LightningModule):
 
     def losses(self, batch: Mapping[str, Tensor], kernels: Tensor, mixing: Tensor,
                p: int) -> dict[str, Tensor]:
-        """reblur, kernel (p-norm) and their weighted sum ``loss``: scalars."""
+        """reblur, kernel (p-norm), the moment and mixing-entropy terms where their weights are
+        > 0, and their weighted sum ``loss``: scalars."""
         t = self.cfg
         rb = reblur_loss(kernels, mixing, batch["sharp_linear"], batch["blurry"],
                          batch["weights"], gamma=t["reblur_gamma"], space=t["reblur_space"])
@@ -151,7 +153,10 @@ class KernelEstimatorModule(L.LightningModule):
             out["moment"] = moment_loss(kernels, mixing, batch["kernels"], batch["masks"],
                                         batch["weights"], layer_valid=batch["layer_valid"],
                                         size_weight=t["moment_size_weight"])
-            out["loss"] = loss + t["moment_loss_weight"] * out["moment"]
+            out["loss"] = out["loss"] + t["moment_loss_weight"] * out["moment"]
+        if t["mixing_entropy_weight"] > 0:
+            out["entropy"] = mixing_entropy(mixing, batch["weights"])
+            out["loss"] = out["loss"] + t["mixing_entropy_weight"] * out["entropy"]
         return out
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
@@ -183,6 +188,7 @@ class KernelEstimatorModule(L.LightningModule):
             "val/reblur_psnr": reblur_psnr(kernels, mixing, batch["sharp_linear"],
                                            batch["blurry"], gamma=t["reblur_gamma"]),
             "val/kernel_error": weighted_mean(err, None, has),
+            "val/mixing_entropy": mixing_entropy(mixing),  # 1: every pixel blends all B
         }
         direction = direction_agreement(field_covariance(kernels, mixing),
                                         field_covariance(batch["kernels"], batch["masks"]))

@@ -4,7 +4,9 @@
   ``logging.mode`` is set to online). Files go to ``<run_dir>/wandb``; the run id is kept in
   ``<run_dir>/wandb_id`` so a resumed run continues the same W&B run. The full resolved
   config is the run's config; project, entity, group and tags come from the section.
-- ``csv``: Lightning's CSVLogger, ``<run_dir>/metrics.csv`` and ``hparams.yaml``.
+- ``csv``: Lightning's CSVLogger, ``<run_dir>/metrics.csv`` and ``hparams.yaml``. Lightning
+  deletes an existing ``metrics.csv`` when it starts, so a resumed run first moves the
+  earlier one to ``metrics.1.csv`` (``.2``, ... on later resumes).
 - ``none``: no logger (``summary.json`` is still written by the RunSummary callback).
 """
 
@@ -31,6 +33,20 @@ def _wandb_id(run_dir: Path) -> str:
     return run_id
 
 
+def keep_earlier_metrics(run_dir: Path) -> Path | None:
+    """Move ``<run_dir>/metrics.csv`` to the first free ``metrics.<n>.csv`` (n = 1, 2, ...)
+    and return the new path; None if there is none. Rank 0 only (the one that writes it)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    path = run_dir / "metrics.csv"
+    if rank_zero_only.rank != 0 or not path.is_file():
+        return None
+    n = 1
+    while (run_dir / f"metrics.{n}.csv").exists():
+        n += 1
+    return path.rename(run_dir / f"metrics.{n}.csv")
+
+
 def build_logger(logging_cfg: LoggingCfg, run_dir: str | Path, run_name: str,
                  config: dict[str, Any] | None = None) -> Any:
     """A Lightning logger (or ``False`` for none).
@@ -52,6 +68,7 @@ def build_logger(logging_cfg: LoggingCfg, run_dir: str | Path, run_name: str,
     if kind == "csv":
         from lightning.pytorch.loggers import CSVLogger
 
+        keep_earlier_metrics(run_dir)
         logger = CSVLogger(save_dir=str(run_dir), name="", version="")
         if config is not None:
             logger.log_hyperparams(config)
