@@ -255,8 +255,9 @@ def test_resume_at_epoch_boundary_equals_uninterrupted_run(tmp_path):
     resumed = train(_cfg(tmp_path, "train.epochs=2", "train.run_name=b", "train.resume=true",
                          csv, *common), FakeData())
     # the first session's metrics.csv is kept beside the resumed one's (Lightning deletes it)
-    epochs = {name: {r["epoch"] for r in csv_module.DictReader(open(resumed / name)) if r["epoch"]}
-              for name in ("metrics.1.csv", "metrics.csv")}
+    rows = {name: csv_module.DictReader((resumed / name).read_text().splitlines())
+            for name in ("metrics.1.csv", "metrics.csv")}
+    epochs = {name: {r["epoch"] for r in reader if r["epoch"]} for name, reader in rows.items()}
     assert epochs == {"metrics.1.csv": {"0"}, "metrics.csv": {"1"}}
     ha, hb = _history(straight), _history(resumed)
     assert [(h["epoch"], h["lr"], h["kernel_loss_p"]) for h in hb] == \
