@@ -201,6 +201,24 @@ def test_mixing_entropy_term_is_added_with_its_weight():
     assert "entropy" not in KernelEstimatorModule(TINY, {}).losses(b, k, mix, 2)
 
 
+@pytest.mark.parametrize("epoch, counts", [(2, False), (3, True), (7, True)])
+def test_mixing_entropy_counts_from_its_epoch(monkeypatch, epoch, counts):
+    """mixing_entropy_from_epoch 3: before epoch 3 the loss is reblur + kernel alone; from
+    it on the entropy term is added with its weight."""
+    monkeypatch.setattr(KernelEstimatorModule, "current_epoch", property(lambda self: epoch))
+    b = default_collate([make_sample(0)])
+    m = KernelEstimatorModule(TINY, {"mixing_entropy_weight": 0.2,
+                                     "mixing_entropy_from_epoch": 3})
+    with torch.no_grad():
+        k, mix = m(b["blurry"])
+        out = m.losses(b, k, mix, 2)
+        base = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
+            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"])
+        want = base + 0.2 * mixing_entropy(mix, b["weights"]) if counts else base
+    assert ("entropy" in out) == counts
+    assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
+
+
 # --------------------------------------------------------------------------- Trainer runs
 
 

@@ -154,7 +154,8 @@ class KernelEstimatorModule(L.LightningModule):
                                         batch["weights"], layer_valid=batch["layer_valid"],
                                         size_weight=t["moment_size_weight"])
             out["loss"] = out["loss"] + t["moment_loss_weight"] * out["moment"]
-        if t["mixing_entropy_weight"] > 0:
+        entropy_on = self.current_epoch >= t["mixing_entropy_from_epoch"]
+        if t["mixing_entropy_weight"] > 0 and entropy_on:
             out["entropy"] = mixing_entropy(mixing, batch["weights"])
             out["loss"] = out["loss"] + t["mixing_entropy_weight"] * out["entropy"]
         return out
