@@ -76,6 +76,7 @@ class TrainCfg:
     moment_size_weight: float = 1.0  # weight of the log-trace size term inside the moment loss
     mixing_entropy_weight: float = 0.0  # per-pixel mixing entropy / log B (losses.mixing_entropy)
     mixing_entropy_from_epoch: int = 0  # the entropy term counts from this epoch on
+    mixing_usage_weight: float = 0.0  # reward on each image's kernel usage (losses.mixing_usage)
     uniform_epochs: int = 0  # curriculum: first n epochs, crops blurred by one kernel
     reblur_space: ReblurSpace = ReblurSpace.display  # display | linear (the authors' code)
     reblur_gamma: float = 2.2  # data gamma of the reblur loss (eq. 3); the shards' gamma

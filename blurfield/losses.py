@@ -23,7 +23,7 @@ and :func:`reblur_consistency` (the restoration reblurred by its field vs the bl
 
 Optional terms of the estimator (off in the paper's recipe): :func:`moment_loss` on the
 field's per-pixel second moments, :func:`mixing_entropy` on how many basis kernels a pixel
-blends.
+blends, :func:`mixing_usage` on how many an image uses over all its pixels.
 
 Losses run with autocast off, half-precision inputs cast to float32 (bf16 would lose the
 cancellation in ``q``); float64 inputs stay float64 (the tests).
@@ -347,6 +347,27 @@ def mixing_entropy(mixing: Tensor, weights: Tensor | None = None) -> Tensor:
         tiny = torch.finfo(m.dtype).tiny
         h = -(m * m.clamp(min=tiny).log()).sum(1) / math.log(m.shape[1])
         return weighted_mean(h, weights)
+
+
+def mixing_usage(mixing: Tensor, weights: Tensor | None = None) -> Tensor:
+    """How many basis kernels each image uses over all its pixels: the normalised entropy of
+    its mean mixing.
+
+    ``p^b = sum_i w_i m_i^b / sum_i w_i`` and ``u = -sum_b p^b log p^b / log B``: 1 where the
+    image uses all B basis kernels equally often, 0 where every pixel uses the same one (a
+    uniform blur). :func:`mixing_entropy` alone is lowest for one kernel everywhere; a reward
+    on ``u`` beside it asks each pixel to commit to a kernel without all pixels committing
+    to the same one. Returns the mean of ``u`` over the N images. Shapes: mixing
+    (N, B, H, W) on the simplex, weights (N, H, W) or None (all 1). B = 1 gives 0.
+    """
+    with _no_autocast(mixing):
+        (m,) = _f32(mixing)
+        if m.shape[1] == 1:
+            return m.sum() * 0
+        w = torch.ones_like(m[:, 0]) if weights is None else weights.to(m.dtype)
+        tiny = torch.finfo(m.dtype).tiny
+        p = (m * w[:, None]).sum((2, 3)) / w.sum((1, 2)).clamp(min=tiny)[:, None]
+        return (-(p * p.clamp(min=tiny).log()).sum(1) / math.log(m.shape[1])).mean()
 
 
 # --------------------------------------------------------------------------- fine-tune

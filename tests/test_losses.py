@@ -11,6 +11,7 @@ from blurfield.losses import (
     kernel_error,
     kernel_loss,
     mixing_entropy,
+    mixing_usage,
     pixel_grid,
     reblur_loss,
     reblur_psnr,
@@ -276,3 +277,49 @@ def test_mixing_entropy_gradient_sharpens_the_mixing(rng):
     m = torch.tensor([1.0, 0.0, 0.0], dtype=D).view(1, 3, 1, 1).requires_grad_(True)
     mixing_entropy(m).backward()
     assert bool(torch.isfinite(m.grad).all())
+
+
+def test_mixing_usage_closed_forms():
+    """One kernel everywhere -> 0 however sharp each pixel is; each of B kernels on 1/B of
+    the pixels -> 1 although every pixel uses one; uniform mixing -> 1; two kernels on
+    3/4 and 1/4 of the pixels -> H(3/4, 1/4) / log B; B = 1 -> 0."""
+    b, h, w = 4, 4, 4
+    one = torch.zeros(1, b, h, w, dtype=D)
+    one[:, 1] = 1
+    tiles = torch.zeros(1, b, h, w, dtype=D)
+    for j in range(b):
+        tiles[0, j, j] = 1  # row j uses kernel j
+    split = torch.zeros(1, b, h, w, dtype=D)
+    split[0, 0, :3] = 1
+    split[0, 3, 3:] = 1
+    h34 = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25)) / math.log(b)
+    assert mixing_usage(one).item() == pytest.approx(0.0, abs=1e-12)
+    assert mixing_entropy(tiles).item() == pytest.approx(0.0, abs=1e-12)
+    assert mixing_usage(tiles).item() == pytest.approx(1.0, abs=1e-12)
+    assert mixing_usage(torch.full((1, b, h, w), 1 / b, dtype=D)).item() == pytest.approx(1.0)
+    assert mixing_usage(split).item() == pytest.approx(h34, abs=1e-12)
+    assert mixing_usage(torch.ones(2, 1, h, w, dtype=D)).item() == 0.0
+
+
+def test_mixing_usage_matches_a_direct_weighted_sum(rng):
+    _, mixing, _, _, weights = _field(rng, b=4)
+    want = []
+    for n in range(mixing.shape[0]):
+        p = torch.stack([(weights[n] * mixing[n, j]).sum() / weights[n].sum() for j in range(4)])
+        want.append(-(p * p.log()).sum() / math.log(4))
+    assert mixing_usage(mixing, weights).item() == pytest.approx(sum(want).item() / len(want),
+                                                                 rel=1e-12)
+
+
+def test_mixing_usage_gradient_spreads_a_collapsed_field(rng):
+    """From a field that puts ~all pixels on one kernel, a gradient ascent step on the logits
+    raises the usage and lowers that kernel's share of the image."""
+    logits = torch.randn(1, 5, 6, 6, generator=rng, dtype=D)
+    logits[:, 0] += 4.0
+    logits.requires_grad_(True)
+    mixing = torch.softmax(logits, 1)
+    mixing_usage(mixing).backward()
+    with torch.no_grad():
+        after = torch.softmax(logits + 2.0 * logits.grad, 1)
+    assert mixing_usage(after) > mixing_usage(mixing.detach())
+    assert after[:, 0].mean() < mixing.detach()[:, 0].mean()

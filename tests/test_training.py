@@ -18,7 +18,14 @@ from torch.utils.data import DataLoader, default_collate
 
 from blurfield.cli import main
 from blurfield.config import load_config
-from blurfield.losses import kernel_loss, mixing_entropy, moment_loss, pixel_grid, reblur_loss
+from blurfield.losses import (
+    kernel_loss,
+    mixing_entropy,
+    mixing_usage,
+    moment_loss,
+    pixel_grid,
+    reblur_loss,
+)
 from blurfield.physics import reblur
 from blurfield.tasks.estimator import KernelEstimatorModule
 from blurfield.tasks.train import prepare, resume_checkpoint, slurm_plugins, train
@@ -216,6 +223,22 @@ def test_mixing_entropy_counts_from_its_epoch(monkeypatch, epoch, counts):
             + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"])
         want = base + 0.2 * mixing_entropy(mix, b["weights"]) if counts else base
     assert ("entropy" in out) == counts
+    assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
+
+
+def test_mixing_usage_term_is_subtracted_with_its_weight():
+    """loss = reblur + kernel + 0.2 x entropy - 0.3 x usage, each computed here."""
+    b = default_collate([make_sample(0), make_sample(1)])
+    m = KernelEstimatorModule(TINY, {"mixing_entropy_weight": 0.2, "mixing_usage_weight": 0.3})
+    with torch.no_grad():
+        k, mix = m(b["blurry"])
+        out = m.losses(b, k, mix, 2)
+        use = mixing_usage(mix, b["weights"])
+        want = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
+            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"]) \
+            + 0.2 * mixing_entropy(mix, b["weights"]) - 0.3 * use
+    assert 0 < float(use) <= 1
+    assert float(out["usage"]) == pytest.approx(float(use), rel=1e-6)
     assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
 
 

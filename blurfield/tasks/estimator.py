@@ -45,6 +45,7 @@ from blurfield.losses import (
     kernel_error,
     kernel_loss,
     mixing_entropy,
+    mixing_usage,
     moment_loss,
     pixel_grid,
     reblur_loss,
@@ -158,6 +159,9 @@ class KernelEstimatorModule(L.LightningModule):
         if t["mixing_entropy_weight"] > 0 and entropy_on:
             out["entropy"] = mixing_entropy(mixing, batch["weights"])
             out["loss"] = out["loss"] + t["mixing_entropy_weight"] * out["entropy"]
+        if t["mixing_usage_weight"] > 0 and entropy_on:
+            out["usage"] = mixing_usage(mixing, batch["weights"])
+            out["loss"] = out["loss"] - t["mixing_usage_weight"] * out["usage"]
         return out
 
     def training_step(self, batch: Mapping[str, Tensor], batch_idx: int) -> Tensor:
@@ -190,6 +194,7 @@ class KernelEstimatorModule(L.LightningModule):
                                            batch["blurry"], gamma=t["reblur_gamma"]),
             "val/kernel_error": weighted_mean(err, None, has),
             "val/mixing_entropy": mixing_entropy(mixing),  # 1: every pixel blends all B
+            "val/mixing_usage": mixing_usage(mixing),  # 0: one kernel everywhere (uniform)
         }
         direction = direction_agreement(field_covariance(kernels, mixing),
                                         field_covariance(batch["kernels"], batch["masks"]))
