@@ -75,7 +75,7 @@ class TrainCfg:
     moment_loss_weight: float = 0.0  # per-pixel direction + size term (losses.moment_loss)
     moment_size_weight: float = 1.0  # weight of the log-trace size term inside the moment loss
     mixing_entropy_weight: float = 0.0  # per-pixel mixing entropy / log B (losses.mixing_entropy)
-    mixing_entropy_from_epoch: int = 0  # the entropy term counts from this epoch on
+    mixing_entropy_from_epoch: int = 0  # the entropy and usage terms count from this epoch on
     mixing_usage_weight: float = 0.0  # reward on each image's kernel usage (losses.mixing_usage)
     uniform_epochs: int = 0  # curriculum: first n epochs, crops blurred by one kernel
     reblur_space: ReblurSpace = ReblurSpace.display  # display | linear (the authors' code)
