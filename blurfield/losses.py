@@ -342,11 +342,7 @@ def mixing_entropy(mixing: Tensor, weights: Tensor | None = None) -> Tensor:
     """
     with _no_autocast(mixing):
         (m,) = _f32(mixing)
-        if m.shape[1] == 1:
-            return m.sum() * 0
-        tiny = torch.finfo(m.dtype).tiny
-        h = -(m * m.clamp(min=tiny).log()).sum(1) / math.log(m.shape[1])
-        return weighted_mean(h, weights)
+        return weighted_mean(_normalised_entropy(m), weights)
 
 
 def mixing_usage(mixing: Tensor, weights: Tensor | None = None) -> Tensor:
@@ -362,12 +358,19 @@ def mixing_usage(mixing: Tensor, weights: Tensor | None = None) -> Tensor:
     """
     with _no_autocast(mixing):
         (m,) = _f32(mixing)
-        if m.shape[1] == 1:
-            return m.sum() * 0
         w = torch.ones_like(m[:, 0]) if weights is None else weights.to(m.dtype)
         tiny = torch.finfo(m.dtype).tiny
         p = (m * w[:, None]).sum((2, 3)) / w.sum((1, 2)).clamp(min=tiny)[:, None]
-        return (-(p * p.clamp(min=tiny).log()).sum(1) / math.log(m.shape[1])).mean()
+        return _normalised_entropy(p).mean()
+
+
+def _normalised_entropy(p: Tensor) -> Tensor:
+    """``-sum_b p^b log p^b / log B`` over dim 1 of p (N, B, ...) on the simplex; 0 for B = 1
+    (0 log 0 = 0, finite gradient there)."""
+    b = p.shape[1]
+    if b == 1:
+        return p.sum(1) * 0
+    return -(p * p.clamp(min=torch.finfo(p.dtype).tiny).log()).sum(1) / math.log(b)
 
 
 # --------------------------------------------------------------------------- fine-tune

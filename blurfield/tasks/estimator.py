@@ -137,8 +137,9 @@ class KernelEstimatorModule(L.LightningModule):
 
     def losses(self, batch: Mapping[str, Tensor], kernels: Tensor, mixing: Tensor,
                p: int) -> dict[str, Tensor]:
-        """reblur, kernel (p-norm), the moment and mixing-entropy terms where their weights are
-        > 0, and their weighted sum ``loss``: scalars."""
+        """reblur, kernel (p-norm), the moment term and (from ``mixing_entropy_from_epoch``
+        on) the mixing-entropy and usage terms where their weights are > 0, and ``loss``:
+        their weighted sum, the usage subtracted. Scalars."""
         t = self.cfg
         rb = reblur_loss(kernels, mixing, batch["sharp_linear"], batch["blurry"],
                          batch["weights"], gamma=t["reblur_gamma"], space=t["reblur_space"])
