@@ -176,6 +176,12 @@ def test_tiny_model_overfits_one_sample():
     assert sum(losses[-5:]) / 5 < losses[0] / 10, (losses[0], losses[-5:])
 
 
+def _paper_loss(b, k, mix):
+    """reblur + kernel (p = 2) at unit weights, computed here from the losses themselves."""
+    return reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
+        + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"])
+
+
 def test_moment_term_is_added_with_its_weight():
     """loss = reblur + kernel + moment_loss_weight x moment loss, each computed here."""
     b = default_collate([make_sample(0), make_sample(1)])
@@ -185,8 +191,7 @@ def test_moment_term_is_added_with_its_weight():
         out = m.losses(b, k, mix, 2)
         mo = moment_loss(k, mix, b["kernels"], b["masks"], b["weights"],
                          layer_valid=b["layer_valid"], size_weight=0.5)
-        want = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
-            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"]) + 0.3 * mo
+        want = _paper_loss(b, k, mix) + 0.3 * mo
     assert float(out["moment"]) == pytest.approx(float(mo), rel=1e-6)
     assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
     assert "moment" not in KernelEstimatorModule(TINY, {}).losses(b, k, mix, 2)
@@ -200,8 +205,7 @@ def test_mixing_entropy_term_is_added_with_its_weight():
         k, mix = m(b["blurry"])
         out = m.losses(b, k, mix, 2)
         ent = mixing_entropy(mix, b["weights"])
-        want = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
-            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"]) + 0.2 * ent
+        want = _paper_loss(b, k, mix) + 0.2 * ent
     assert 0 < float(ent) <= 1
     assert float(out["entropy"]) == pytest.approx(float(ent), rel=1e-6)
     assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
@@ -219,9 +223,7 @@ def test_mixing_entropy_counts_from_its_epoch(monkeypatch, epoch, counts):
     with torch.no_grad():
         k, mix = m(b["blurry"])
         out = m.losses(b, k, mix, 2)
-        base = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
-            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"])
-        want = base + 0.2 * mixing_entropy(mix, b["weights"]) if counts else base
+        want = _paper_loss(b, k, mix) + (0.2 * mixing_entropy(mix, b["weights"]) if counts else 0)
     assert ("entropy" in out) == counts
     assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
 
@@ -234,9 +236,7 @@ def test_mixing_usage_term_is_subtracted_with_its_weight():
         k, mix = m(b["blurry"])
         out = m.losses(b, k, mix, 2)
         use = mixing_usage(mix, b["weights"])
-        want = reblur_loss(k, mix, b["sharp_linear"], b["blurry"], b["weights"]) \
-            + kernel_loss(k, mix, b["kernels"], b["masks"], b["weights"]) \
-            + 0.2 * mixing_entropy(mix, b["weights"]) - 0.3 * use
+        want = _paper_loss(b, k, mix) + 0.2 * mixing_entropy(mix, b["weights"]) - 0.3 * use
     assert 0 < float(use) <= 1
     assert float(out["usage"]) == pytest.approx(float(use), rel=1e-6)
     assert float(out["loss"]) == pytest.approx(float(want), rel=1e-5)
