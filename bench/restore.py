@@ -28,7 +28,8 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    ``--e2e-args`` adds config overrides (e.g. ``restore.restore_scale=field``).
 3. ``probes``: for the same two photos, in this process, the time of the no-harm probes
    (``api._assess``, at the field's scale) against the time of the restoration alone
-   (``no_harm=False``): the probes' share of the deblur time.
+   (``no_harm=False``): the probes' share of the deblur time; and the estimate's time, in
+   tiles (``restore.estimate_tile``, the default) against the whole photo at once.
 4. ``scale`` (``--handmade DIR``, a folder of ``*.blurry.png`` / ``*.sharp.png`` from
    ``python -m data_prep handmade`` unpacked): each photo estimated by the shipped model at
    ``--field-scale`` (2), restored at full size and at the field's scale (correction
@@ -59,7 +60,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blur import conv2d_reference, conv2d_reference_adjoint, floor_time, peaky_mixing  # noqa: E402
 
-from blurfield.config import RestoreOptions  # noqa: E402
+from blurfield.config import RestoreCfg, RestoreOptions  # noqa: E402
 from blurfield.evaluation import metrics  # noqa: E402
 from blurfield.physics import blur, saturate, smooth_size, to_display, to_linear  # noqa: E402
 from blurfield.restore import richardson_lucy, rl  # noqa: E402
@@ -285,6 +286,9 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
             make_photo(src, h, w)
         image, _ = read_image(src)
         t0 = time.perf_counter()
+        api.estimate(image, model, scale="auto", tile=0)
+        t_whole = time.perf_counter() - t0
+        t0 = time.perf_counter()
         field = api.estimate(image, model, scale="auto")
         t_est = time.perf_counter() - t0
         x = lin(torch.from_numpy(image).permute(2, 0, 1)[None].float())
@@ -304,7 +308,9 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
                     restore_scale=restore_scale)
         t_rl = (time.perf_counter() - t0) * iterations / max(1, rl_iterations)
         total = t_est + t_probe + t_rl
-        print(f"  {name:>5}: estimate {t_est:.1f} s, probes {t_probe:.1f} s (blend "
+        print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile}; "
+              f"the whole photo at once {t_whole:.1f} s, {t_est / t_whole:.1f}x), probes "
+              f"{t_probe:.1f} s (blend "
               f"{a.blend:.2f}; on the whole photo {t_probes[0]:.1f} s, "
               f"{t_probes[0] / t_probe:.1f}x), RL {t_rl:.1f} s; probes' share "
               f"{t_probe / total:.0%}, estimate's {t_est / total:.0%}")

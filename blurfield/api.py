@@ -27,7 +27,7 @@ from torch import Tensor
 
 from blurfield.config import RestoreOptions
 from blurfield.fieldfile import Field, load_decision, load_field, save_field  # noqa: F401
-from blurfield.models.estimator import pad_to_multiple
+from blurfield.models.tiled import estimate_tiled
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
     Decision,
@@ -187,6 +187,7 @@ def estimate(
     device: str | torch.device | None = None,
     max_megapixels: float = 1.5,
     gamma: float = 2.2,
+    tile: int = 128,
 ) -> Field:
     """Estimate the blur field of one photo.
 
@@ -198,9 +199,13 @@ def estimate(
             most ``max_megapixels``).
         device: where to run (None: where the model is; the model is moved there).
         gamma: the photo's data gamma, recorded in the field for :func:`deblur`.
+        tile: a photo larger than this (at the estimator's scale) is estimated in
+            overlapping tiles of this side, merged into at most B basis elements
+            (:func:`blurfield.models.tiled.estimate_tiled`); 0: the whole photo at once.
     Returns:
-        :class:`Field` with mixing (B, h, w) at the estimated resolution (the photo is
-        reflect-padded to a multiple of 32 for the network and the mixing cropped back).
+        :class:`Field` with mixing (B', h, w), B' <= B, at the estimated resolution (the
+        photo or tile is reflect-padded to a multiple of 32 for the network and the mixing
+        cropped back).
     """
     x, _ = _as_batch(image)
     height, width = x.shape[-2:]
@@ -210,7 +215,7 @@ def estimate(
     dev = next(model.parameters()).device
     small = downscale_image(x.to(dev), s)
     h, w = small.shape[-2:]
-    kernels, mixing = model(pad_to_multiple(small))
+    kernels, mixing = estimate_tiled(model, small, tile)
     return Field(
         kernels=kernels[0].float().cpu(),
         mixing=mixing[0, :, :h, :w].float().cpu(),

@@ -6,6 +6,7 @@ import numpy as np
 import png
 import pytest
 import skimage.data
+import torch
 from helpers.fields import line_field
 
 from blurfield import api
@@ -60,6 +61,23 @@ def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny_path):
                                        for kind in ("restored.png", "compare.png", "field.npz")}
     img, depth = read_image(tmp_path / "d" / "c_restored.png")
     assert depth == 8 and img.shape == (48, 64, 1)  # grayscale stays grayscale
+
+
+def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path):
+    """``restore.estimate_tile`` is the ``tile`` of :func:`blurfield.api.estimate`."""
+    write_image(tmp_path / "a.png", photo(96, 160))
+    image, _ = read_image(tmp_path / "a.png")
+    model = api.load_estimator(tiny_path)
+    for tile in (0, 64):
+        out = tmp_path / f"t{tile}"
+        assert main(["estimate", str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                     "--out", str(out), f"restore.estimate_tile={tile}"]) == 0
+        got = load_field(out / "a_field.npz")
+        want = api.estimate(image, model, tile=tile)
+        torch.testing.assert_close(got.kernels, want.kernels, atol=1e-4, rtol=1e-3)
+        torch.testing.assert_close(got.mixing, want.mixing, atol=1e-4, rtol=1e-3)
+    k0, k64 = (load_field(tmp_path / t / "a_field.npz").kernels for t in ("t0", "t64"))
+    assert k0.shape != k64.shape or float((k0 - k64).abs().max()) > 1e-3
 
 
 def test_duplicate_stems_are_refused(tmp_path, tiny_path, capsys):

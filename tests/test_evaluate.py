@@ -26,7 +26,7 @@ from blurfield.data.schema import Sample, encode_sample, gt_field, hard_masks, m
 from blurfield.evaluation import benchmark
 from blurfield.evaluation.protocols import PROTOCOLS
 from blurfield.evaluation.synthetic import centre_window, evaluate_sample
-from blurfield.models import KernelEstimator, save_estimator
+from blurfield.models import KernelEstimator, save_estimator, tiled
 from blurfield.physics import reblur, smooth_masks, to_linear
 
 K = 33
@@ -182,7 +182,11 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
     out = tmp_path / "out"
     args = ["--benchmark", "synthetic", "--root", shard, "--checkpoint", weights, "--out",
             out, "eval.window=64", "eval.iterations=1", "eval.device=cpu"]
+    seen, real = [], tiled.estimate_tiled  # the restore section's estimate_tile is used
+    monkeypatch.setattr(tiled, "estimate_tiled",
+                        lambda model, image, tile: seen.append(tile) or real(model, image, tile))
     assert _evaluate(*args) == 0
+    assert seen == [128, 128]
     rows = _rows(out)
     assert [r["id"] for r in rows] == ["000000", "000001"]
     for col in ("kernel_error", "psnr_est", "psnr_gt", "psnr_uniform_gt", "psnr_uniform_est",
@@ -224,6 +228,8 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
     # Other settings into the same folder are refused, naming what differs.
     assert _evaluate(*args[:-2], "eval.iterations=2", "eval.device=cpu") == 2
     assert "iterations" in capsys.readouterr().err
+    assert _evaluate(*args, "restore.estimate_tile=32") == 2
+    assert "other settings (restore)" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- RealBlur

@@ -110,7 +110,8 @@ class DeblurJob:
             field_ = given
         else:
             field_ = estimate(image, self._model, scale=self.scale,
-                              max_megapixels=rc.max_megapixels, gamma=rc.gamma)
+                              max_megapixels=rc.max_megapixels, gamma=rc.gamma,
+                              tile=rc.estimate_tile)
         restored, res = deblur(image, field_, gamma=rc.gamma, return_result=True,
                                progress=progress, **self.options)
         out = Path(rc.out_dir)

@@ -66,7 +66,8 @@ class EstimateJob:
         rc = self.rc
         image, _ = read_photo(path, self._model.kernel_size, "estimate")
         field_ = estimate(image, self._model, scale=self.scale,
-                          max_megapixels=rc.max_megapixels, gamma=rc.gamma)
+                          max_megapixels=rc.max_megapixels, gamma=rc.gamma,
+                          tile=rc.estimate_tile)
         out = Path(rc.out_dir)
         save_field(out / f"{path.stem}_field.npz", field_)
         save_png(out / f"{path.stem}_kernels.png", field_picture(image, field_))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ class Settings:
     rl: dict[str, Any]
     scale: Any
     max_megapixels: float
+    estimate_tile: int
     ev: EvalCfg
 
 
@@ -83,7 +85,7 @@ class EstimateAndRestore(Method):
         from blurfield.api import estimate
 
         return estimate(blurry, self.model, s.scale, max_megapixels=s.max_megapixels,
-                        gamma=gamma)
+                        gamma=gamma, tile=s.estimate_tile)
 
     def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
         from blurfield.api import deblur
@@ -202,6 +204,7 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
     from blurfield.data.schema import decode_sample
     from blurfield.evaluation.readers import load_raw_sample
     from blurfield.evaluation.synthetic import evaluate_sample
+    from blurfield.models.tiled import estimate_tiled
 
     assert isinstance(method, EstimateAndRestore)
     try:
@@ -212,6 +215,6 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
         raise UserError(f"{item.shard}: sample {item.id} has no blur field (has_field "
                         "false); the synthetic benchmark needs shards with fields")
     rl = {k: v for k, v in s.rl.items() if k not in ("tile", "tile_overlap")}
-    res = evaluate_sample(sample, method.model, window=s.ev.window, gamma=s.gamma,
-                          rl=rl, device=s.device)
+    res = evaluate_sample(sample, partial(estimate_tiled, method.model, tile=s.estimate_tile),
+                          window=s.ev.window, gamma=s.gamma, rl=rl, device=s.device)
     return res.row, res.panels, res.seconds
