@@ -63,7 +63,7 @@ def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny_path):
     assert depth == 8 and img.shape == (48, 64, 1)  # grayscale stays grayscale
 
 
-def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path):
+def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path, capsys):
     """``restore.estimate_tile`` is the ``tile`` of :func:`blurfield.api.estimate`."""
     write_image(tmp_path / "a.png", photo(96, 160))
     image, _ = read_image(tmp_path / "a.png")
@@ -78,6 +78,11 @@ def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path):
         torch.testing.assert_close(got.mixing, want.mixing, atol=1e-4, rtol=1e-3)
     k0, k64 = (load_field(tmp_path / t / "a_field.npz").kernels for t in ("t0", "t64"))
     assert k0.shape != k64.shape or float((k0 - k64).abs().max()) > 1e-3
+    for command in ("estimate", "deblur"):  # a tile the network cannot take: one line
+        assert main([command, str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                     "--out", str(tmp_path / "bad"), "restore.estimate_tile=100"]) == 2
+        assert "restore.estimate_tile: 100 is not 0 or a positive multiple of 32" in \
+            capsys.readouterr().err
 
 
 def test_duplicate_stems_are_refused(tmp_path, tiny_path, capsys):

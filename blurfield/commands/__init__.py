@@ -40,6 +40,17 @@ def parse_scale(value: Any) -> float | str:
         raise UserError(f"restore.scale (--scale): {e}") from None
 
 
+def parse_estimate_tile(value: Any) -> int:
+    """``restore.estimate_tile``: 0 or a positive multiple of 32, refused as a
+    :class:`UserError` that names the option."""
+    from blurfield.models.tiled import check_tile
+
+    try:
+        return check_tile(value)
+    except (TypeError, ValueError) as e:
+        raise UserError(f"restore.{e}") from None
+
+
 def load_model(rc: DictConfig):
     """The estimator named by ``restore.checkpoint`` (None: the shipped model)."""
     from blurfield.api import load_estimator

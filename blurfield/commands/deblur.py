@@ -128,6 +128,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     ``restore.workers`` processes (:mod:`blurfield.commands.workers`)."""
     from blurfield.commands import (
         apply_threads,
+        parse_estimate_tile,
         parse_scale,
         photo_paths,
         restore_options,
@@ -148,5 +149,6 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
                             f"on), got {len(photos)}")
     else:
         scale = parse_scale(rc.scale)
+        parse_estimate_tile(rc.estimate_tile)
     workers, each = plan(rc, len(photos), threads)
     return exit_code(run_photos(DeblurJob(rc, options, scale), photos, workers, each))

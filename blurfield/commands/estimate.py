@@ -76,12 +76,13 @@ class EstimateJob:
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     """``blurfield estimate``: the photos one after another, or side by side in
     ``restore.workers`` processes (:mod:`blurfield.commands.workers`)."""
-    from blurfield.commands import apply_threads, parse_scale, photo_paths
+    from blurfield.commands import apply_threads, parse_estimate_tile, parse_scale, photo_paths
     from blurfield.commands.workers import exit_code, plan, run_photos
 
     rc = cfg.restore
     threads = apply_threads(rc)
     photos = photo_paths(args.inputs, "estimate")
     scale = parse_scale(rc.scale)
+    parse_estimate_tile(rc.estimate_tile)
     workers, each = plan(rc, len(photos), threads)
     return exit_code(run_photos(EstimateJob(rc, scale), photos, workers, each))

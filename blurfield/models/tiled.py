@@ -27,6 +27,13 @@ from blurfield.models.estimator import MULTIPLE, pad_to_multiple
 KMEANS_ITERATIONS = 25
 
 
+def check_tile(tile: int) -> int:
+    """``tile`` if it is 0 (no tiling) or a positive multiple of 32, else ValueError."""
+    if int(tile) != tile or tile < 0 or tile % MULTIPLE:
+        raise ValueError(f"estimate_tile: {tile} is not 0 or a positive multiple of {MULTIPLE}")
+    return int(tile)
+
+
 def tile_origins(n: int, tile: int) -> list[int]:
     """Origins of tiles of side ``tile`` covering ``0..n`` at stride ``tile // 2``, the
     last one flush with the end (``[0]`` when ``n <= tile``)."""
@@ -117,8 +124,7 @@ def estimate_tiled(model: torch.nn.Module, image: Tensor, tile: int,
     Memory: the tiles' weighted mixings are kept until merged, about ``4 B H W`` floats
     (600 MB at 1.5 megapixels, B = 25). Tiles go through the network ``batch`` at a time.
     """
-    if tile and (tile % MULTIPLE or tile < MULTIPLE):
-        raise ValueError(f"tile: {tile} is not 0 or a positive multiple of {MULTIPLE}")
+    tile = check_tile(tile)
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image: expected (1, C, H, W), got {tuple(image.shape)}")
     h, w = image.shape[-2:]
