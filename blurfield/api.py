@@ -188,6 +188,7 @@ def estimate(
     max_megapixels: float = 1.5,
     gamma: float = 2.2,
     tile: int = 128,
+    elements: int = 50,
 ) -> Field:
     """Estimate the blur field of one photo.
 
@@ -202,8 +203,11 @@ def estimate(
         tile: a photo larger than this (at the estimator's scale) is estimated in
             overlapping tiles of this side, merged into at most B basis elements
             (:func:`blurfield.models.tiled.estimate_tiled`); 0: the whole photo at once.
+        elements: the tiles' basis elements are merged into at most this many (0: the
+            model's B).
     Returns:
-        :class:`Field` with mixing (B', h, w), B' <= B, at the estimated resolution (the
+        :class:`Field` with mixing (B', h, w) at the estimated resolution (B' = B whole,
+        at most ``elements`` in tiles; the
         photo or tile is reflect-padded to a multiple of 32 for the network and the mixing
         cropped back).
     """
@@ -215,7 +219,7 @@ def estimate(
     dev = next(model.parameters()).device
     small = downscale_image(x.to(dev), s)
     h, w = small.shape[-2:]
-    kernels, mixing = estimate_tiled(model, small, tile)
+    kernels, mixing = estimate_tiled(model, small, tile, elements)
     return Field(
         kernels=kernels[0].float().cpu(),
         mixing=mixing[0, :, :h, :w].float().cpu(),

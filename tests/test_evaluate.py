@@ -184,7 +184,8 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
             out, "eval.window=64", "eval.iterations=1", "eval.device=cpu"]
     seen, real = [], tiled.estimate_tiled  # the restore section's estimate_tile is used
     monkeypatch.setattr(tiled, "estimate_tiled",
-                        lambda model, image, tile: seen.append(tile) or real(model, image, tile))
+                        lambda model, image, tile, **kw: seen.append(tile) or real(model, image,
+                                                                                  tile, **kw))
     assert _evaluate(*args) == 0
     assert seen == [128, 128]
     rows = _rows(out)

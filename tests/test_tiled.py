@@ -101,7 +101,7 @@ def _direct_field(model, image: torch.Tensor, tile: int) -> torch.Tensor:
 def test_tiled_field_is_each_tiles_own_field_blended():
     """A photo dark on the left and bright on the right: the stand-in sees horizontal blur
     in the left tiles and vertical in the right ones. The merged field (4 distinct kernels
-    from 2 x 7 tiles) equals the tile-by-tile field written out, and keeps both directions
+    from 2 x 6 tile elements) equals the tile-by-tile field written out, and keeps both directions
     where a whole-photo estimate would give one."""
     model = BrightnessEstimator()
     image = torch.full((1, 3, 128, 448), 0.2)
@@ -126,6 +126,20 @@ class SameKernels(BrightnessEstimator):
     def forward(self, x: torch.Tensor):
         _, mixing = super().forward(x)
         return torch.stack([_line(0), _line(90)]).expand(len(x), -1, -1, -1), mixing
+
+
+def test_enough_elements_keep_every_tiles_field():
+    """With ``elements`` >= n_tiles x B nothing is merged: the tile-by-tile field exactly."""
+    model = BrightnessEstimator()
+    image = torch.full((1, 3, 128, 448), 0.2)
+    image[..., 224:] = 0.8
+    image[..., ::7, :] += 0.05
+    kernels, mixing = estimate_tiled(model, image, 128, elements=2 * 6)  # 6 tiles, B = 2
+    assert kernels.shape[1] == 12
+    got = torch.einsum("bhw,bkl->hwkl", mixing[0], kernels[0])
+    torch.testing.assert_close(got, _direct_field(model, image, 128))
+    with pytest.raises(ValueError, match="estimate_elements"):
+        estimate_tiled(model, image, 128, elements=-1)
 
 
 def test_tiled_merge_is_exact_when_the_tiles_share_kernels():
@@ -159,7 +173,8 @@ def test_estimate_tiles_at_the_estimators_scale(tiny_path):
     halved = estimate(photo, model, scale=2, tile=64)  # 48 x 160: tiled along x only
     assert whole.mixing.shape[-2:] == tiled.mixing.shape[-2:] == (96, 320)
     assert halved.mixing.shape[-2:] == (48, 160)
-    assert tiled.n_basis <= whole.n_basis
+    assert whole.n_basis == 25 and tiled.n_basis <= 50  # the default merge: 50 elements
+    assert estimate(photo, model, tile=64, elements=7).n_basis <= 7
     torch.testing.assert_close(tiled.mixing.sum(0), torch.ones(96, 320))
     # tiles through the network in batches or one at a time: the same per-pixel kernels
     # (the k-means labels of this untrained model's near-identical kernels may differ)

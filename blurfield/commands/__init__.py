@@ -40,11 +40,14 @@ def parse_scale(value: Any) -> float | str:
         raise UserError(f"restore.scale (--scale): {e}") from None
 
 
-def parse_estimate_tile(value: Any) -> int:
-    """``restore.estimate_tile``: 0 or a positive multiple of 32, refused as a
-    :class:`UserError` that names the option."""
+def parse_estimate_tile(value: Any, elements: Any = 0) -> int:
+    """``restore.estimate_tile``: 0 or a positive multiple of 32, and
+    ``restore.estimate_elements``, a count >= 0; refused as a :class:`UserError` that names
+    the option. Returns the tile."""
     from blurfield.models.tiled import check_tile
 
+    if int(elements) != elements or elements < 0:
+        raise UserError(f"restore.estimate_elements: {elements} is not a count >= 0")
     try:
         return check_tile(value)
     except (TypeError, ValueError) as e:

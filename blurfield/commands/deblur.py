@@ -111,7 +111,7 @@ class DeblurJob:
         else:
             field_ = estimate(image, self._model, scale=self.scale,
                               max_megapixels=rc.max_megapixels, gamma=rc.gamma,
-                              tile=rc.estimate_tile)
+                              tile=rc.estimate_tile, elements=rc.estimate_elements)
         restored, res = deblur(image, field_, gamma=rc.gamma, return_result=True,
                                progress=progress, **self.options)
         out = Path(rc.out_dir)
@@ -149,6 +149,6 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
                             f"on), got {len(photos)}")
     else:
         scale = parse_scale(rc.scale)
-        parse_estimate_tile(rc.estimate_tile)
+        parse_estimate_tile(rc.estimate_tile, rc.estimate_elements)
     workers, each = plan(rc, len(photos), threads)
     return exit_code(run_photos(DeblurJob(rc, options, scale), photos, workers, each))

@@ -67,7 +67,7 @@ class EstimateJob:
         image, _ = read_photo(path, self._model.kernel_size, "estimate")
         field_ = estimate(image, self._model, scale=self.scale,
                           max_megapixels=rc.max_megapixels, gamma=rc.gamma,
-                          tile=rc.estimate_tile)
+                          tile=rc.estimate_tile, elements=rc.estimate_elements)
         out = Path(rc.out_dir)
         save_field(out / f"{path.stem}_field.npz", field_)
         save_png(out / f"{path.stem}_kernels.png", field_picture(image, field_))
@@ -83,6 +83,6 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     threads = apply_threads(rc)
     photos = photo_paths(args.inputs, "estimate")
     scale = parse_scale(rc.scale)
-    parse_estimate_tile(rc.estimate_tile)
+    parse_estimate_tile(rc.estimate_tile, rc.estimate_elements)
     workers, each = plan(rc, len(photos), threads)
     return exit_code(run_photos(EstimateJob(rc, scale), photos, workers, each))

@@ -87,7 +87,9 @@ def _settings(cfg: DictConfig) -> Settings:
     except ValueError as e:
         raise UserError(f"--device: {e}") from None
     return Settings(ev.benchmark, proto.metric, Path(ev.out_dir), device, gamma, opts.saturation,
-                    rl, r.scale, r.max_megapixels, parse_estimate_tile(r.estimate_tile), ev)
+                    rl, r.scale, r.max_megapixels,
+                    parse_estimate_tile(r.estimate_tile, r.estimate_elements),
+                    r.estimate_elements, ev)
 
 
 def _signature(cfg: DictConfig) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class Settings:
     scale: Any
     max_megapixels: float
     estimate_tile: int
+    estimate_elements: int
     ev: EvalCfg
 
 
@@ -85,7 +86,7 @@ class EstimateAndRestore(Method):
         from blurfield.api import estimate
 
         return estimate(blurry, self.model, s.scale, max_megapixels=s.max_megapixels,
-                        gamma=gamma, tile=s.estimate_tile)
+                        gamma=gamma, tile=s.estimate_tile, elements=s.estimate_elements)
 
     def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
         from blurfield.api import deblur
@@ -215,6 +216,8 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
         raise UserError(f"{item.shard}: sample {item.id} has no blur field (has_field "
                         "false); the synthetic benchmark needs shards with fields")
     rl = {k: v for k, v in s.rl.items() if k not in ("tile", "tile_overlap")}
-    res = evaluate_sample(sample, partial(estimate_tiled, method.model, tile=s.estimate_tile),
-                          window=s.ev.window, gamma=s.gamma, rl=rl, device=s.device)
+    estimate = partial(estimate_tiled, method.model, tile=s.estimate_tile,
+                       elements=s.estimate_elements)
+    res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,
+                          device=s.device)
     return res.row, res.panels, res.seconds

@@ -10,11 +10,12 @@ weights ``W_t`` (bilinear, a partition of unity: ``sum_t W_t(x) = 1``):
 
     k(x) = sum_t W_t(x) sum_b M_t^b(x) k_t^b
 
-That field has ``n_tiles * B`` basis elements; to keep the field's format and RL's cost,
-the elements are merged into at most ``B`` by weighted k-means on the kernels (weights:
-each element's mixing mass ``sum_x W_t(x) M_t^b(x)``), each cluster's kernel its weighted
-mean, each cluster's mixing the sum of its members' ``W_t M_t^b`` (so the mixing stays on
-the simplex). With ``n_tiles * B <= B`` nothing is merged and the field is exact.
+That field has ``n_tiles * B`` basis elements; to keep the field's format and bound RL's
+cost, the elements are merged into at most ``elements`` (``restore.estimate_elements``, 50
+by default; 0 = the model's B) by weighted k-means on the kernels (weights: each element's
+mixing mass ``sum_x W_t(x) M_t^b(x)``), each cluster's kernel its weighted mean, each
+cluster's mixing the sum of its members' ``W_t M_t^b`` (so the mixing stays on the
+simplex). With ``n_tiles * B <= elements`` nothing is merged and the field is exact.
 """
 
 from __future__ import annotations
@@ -114,17 +115,20 @@ def merge_basis(kernels: Tensor, mass: Tensor, n_out: int,
 
 
 @torch.no_grad()
-def estimate_tiled(model: torch.nn.Module, image: Tensor, tile: int,
+def estimate_tiled(model: torch.nn.Module, image: Tensor, tile: int, elements: int = 0,
                    batch: int = 16) -> tuple[Tensor, Tensor]:
     """The field of ``image`` (1, C, H, W) from ``model`` run on tiles of side ``tile``.
 
-    Returns kernels (1, B', K, K) and mixing (1, B', H, W) on the simplex, B' <= the
-    model's B (module doc). With ``tile`` 0, or an image no larger than it, the image is
-    estimated whole (reflect-padded to a multiple of 32 and cropped back): ``model``'s field.
+    Returns kernels (1, B', K, K) and mixing (1, B', H, W) on the simplex, B' <=
+    ``elements`` (0: the model's B) (module doc). With ``tile`` 0, or an image no larger
+    than it, the image is estimated whole (reflect-padded to a multiple of 32 and cropped
+    back): ``model``'s field.
     Memory: the tiles' weighted mixings are kept until merged, about ``4 B H W`` floats
     (600 MB at 1.5 megapixels, B = 25). Tiles go through the network ``batch`` at a time.
     """
     tile = check_tile(tile)
+    if int(elements) != elements or elements < 0:
+        raise ValueError(f"estimate_elements: {elements} is not a count >= 0")
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image: expected (1, C, H, W), got {tuple(image.shape)}")
     h, w = image.shape[-2:]
@@ -149,7 +153,7 @@ def estimate_tiled(model: torch.nn.Module, image: Tensor, tile: int,
     kernels = torch.cat(all_kernels)  # (n_tiles * B, K, K)
     n_basis = all_kernels[0].shape[0]
     centroids, labels = merge_basis(kernels.float().cpu(), torch.cat(masses).float().cpu(),
-                                    n_basis)
+                                    elements or n_basis)
     labels = labels.to(image.device)
     out = torch.zeros(len(centroids), h, w, device=image.device)
     for t, (y0, x0, mixing) in enumerate(tiles):
