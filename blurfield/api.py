@@ -188,7 +188,7 @@ def estimate(
     max_megapixels: float = 1.5,
     gamma: float = 2.2,
     tile: int = 128,
-    elements: int = 50,
+    elements: int = 0,
 ) -> Field:
     """Estimate the blur field of one photo.
 

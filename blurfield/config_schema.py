@@ -133,7 +133,7 @@ class RestoreCfg(RestoreOptions):
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
     estimate_tile: int = 128  # estimate in overlapping tiles of this side (README); 0 = whole photo
-    estimate_elements: int = 50  # the tiles' basis elements merged into at most this many; 0 = B
+    estimate_elements: int = 0  # the tiles' basis elements merged into at most this many; 0 = B
     threads: Any = "auto"  # torch threads: auto = OMP_NUM_THREADS, else the cores available
     workers: Any = "auto"  # photos at once, a process each; auto = min(photos, threads), 1 on GPU
 

@@ -173,7 +173,7 @@ def test_estimate_tiles_at_the_estimators_scale(tiny_path):
     halved = estimate(photo, model, scale=2, tile=64)  # 48 x 160: tiled along x only
     assert whole.mixing.shape[-2:] == tiled.mixing.shape[-2:] == (96, 320)
     assert halved.mixing.shape[-2:] == (48, 160)
-    assert whole.n_basis == 25 and tiled.n_basis <= 50  # the default merge: 50 elements
+    assert whole.n_basis == 25 and tiled.n_basis <= 25  # the default merge: the model's B
     assert estimate(photo, model, tile=64, elements=7).n_basis <= 7
     torch.testing.assert_close(tiled.mixing.sum(0), torch.ones(96, 320))
     # tiles through the network in batches or one at a time: the same per-pixel kernels

@@ -11,8 +11,8 @@ weights ``W_t`` (bilinear, a partition of unity: ``sum_t W_t(x) = 1``):
     k(x) = sum_t W_t(x) sum_b M_t^b(x) k_t^b
 
 That field has ``n_tiles * B`` basis elements; to keep the field's format and bound RL's
-cost, the elements are merged into at most ``elements`` (``restore.estimate_elements``, 50
-by default; 0 = the model's B) by weighted k-means on the kernels (weights: each element's
+cost, the elements are merged into at most ``elements`` (``restore.estimate_elements``; 0,
+the default, = the model's B) by weighted k-means on the kernels (weights: each element's
 mixing mass ``sum_x W_t(x) M_t^b(x)``), each cluster's kernel its weighted mean, each
 cluster's mixing the sum of its members' ``W_t M_t^b`` (so the mixing stays on the
 simplex). With ``n_tiles * B <= elements`` nothing is merged and the field is exact.
