@@ -46,10 +46,8 @@ def parse_estimate_tile(value: Any, elements: Any = 0) -> int:
     the option. Returns the tile."""
     from blurfield.models.tiled import check_tile
 
-    if int(elements) != elements or elements < 0:
-        raise UserError(f"restore.estimate_elements: {elements} is not a count >= 0")
     try:
-        return check_tile(value)
+        return check_tile(value, elements)
     except (TypeError, ValueError) as e:
         raise UserError(f"restore.{e}") from None
 

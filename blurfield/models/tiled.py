@@ -28,8 +28,11 @@ from blurfield.models.estimator import MULTIPLE, pad_to_multiple
 KMEANS_ITERATIONS = 25
 
 
-def check_tile(tile: int) -> int:
-    """``tile`` if it is 0 (no tiling) or a positive multiple of 32, else ValueError."""
+def check_tile(tile: int, elements: int = 0) -> int:
+    """``tile`` if it is 0 (no tiling) or a positive multiple of 32 and ``elements`` a count
+    >= 0, else ValueError naming the ``restore`` key."""
+    if int(elements) != elements or elements < 0:
+        raise ValueError(f"estimate_elements: {elements} is not a count >= 0")
     if int(tile) != tile or tile < 0 or tile % MULTIPLE:
         raise ValueError(f"estimate_tile: {tile} is not 0 or a positive multiple of {MULTIPLE}")
     return int(tile)
@@ -126,9 +129,7 @@ def estimate_tiled(model: torch.nn.Module, image: Tensor, tile: int, elements: i
     Memory: the tiles' weighted mixings are kept until merged, about ``4 B H W`` floats
     (600 MB at 1.5 megapixels, B = 25). Tiles go through the network ``batch`` at a time.
     """
-    tile = check_tile(tile)
-    if int(elements) != elements or elements < 0:
-        raise ValueError(f"estimate_elements: {elements} is not a count >= 0")
+    tile = check_tile(tile, elements)
     if image.dim() != 4 or image.shape[0] != 1:
         raise ValueError(f"image: expected (1, C, H, W), got {tuple(image.shape)}")
     h, w = image.shape[-2:]
