@@ -83,6 +83,9 @@ def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path, capsys):
                      "--out", str(tmp_path / "bad"), "restore.estimate_tile=100"]) == 2
         assert "restore.estimate_tile: 100 is not 0 or a positive multiple of 32" in \
             capsys.readouterr().err
+        assert main([command, str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                     "--out", str(tmp_path / "bad"), "restore.estimate_elements=-1"]) == 2
+        assert "restore.estimate_elements: -1 is not a count >= 0" in capsys.readouterr().err
 
 
 def test_duplicate_stems_are_refused(tmp_path, tiny_path, capsys):
