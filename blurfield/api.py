@@ -201,15 +201,14 @@ def estimate(
         device: where to run (None: where the model is; the model is moved there).
         gamma: the photo's data gamma, recorded in the field for :func:`deblur`.
         tile: a photo larger than this (at the estimator's scale) is estimated in
-            overlapping tiles of this side, merged into at most B basis elements
-            (:func:`blurfield.models.tiled.estimate_tiled`); 0: the whole photo at once.
+            overlapping tiles of this side (:func:`blurfield.models.tiled.estimate_tiled`);
+            0: the whole photo at once.
         elements: the tiles' basis elements are merged into at most this many (0: the
             model's B).
     Returns:
-        :class:`Field` with mixing (B', h, w) at the estimated resolution (B' = B whole,
-        at most ``elements`` in tiles; the
-        photo or tile is reflect-padded to a multiple of 32 for the network and the mixing
-        cropped back).
+        :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
+        photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
+        is reflect-padded to a multiple of 32 for the network and the mixing cropped back.
     """
     x, _ = _as_batch(image)
     height, width = x.shape[-2:]
@@ -218,11 +217,10 @@ def estimate(
         model = model.to(resolve_device(device))
     dev = next(model.parameters()).device
     small = downscale_image(x.to(dev), s)
-    h, w = small.shape[-2:]
     kernels, mixing = estimate_tiled(model, small, tile, elements)
     return Field(
         kernels=kernels[0].float().cpu(),
-        mixing=mixing[0, :, :h, :w].float().cpu(),
+        mixing=mixing[0].float().cpu(),
         scale=float(s),
         image_size=(int(height), int(width)),
         gamma=float(gamma),

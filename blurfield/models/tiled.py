@@ -54,12 +54,12 @@ def tent_weights(n: int, origins: list[int], tile: int) -> Tensor:
     """(n_tiles, n) weights along one axis, a partition of unity: tile ``i`` weighs 1 at
     its centre ``c_i`` and falls linearly to 0 at its neighbours' centres; before the first
     centre and after the last the end tiles weigh 1. Zero outside each tile."""
+    if len(origins) == 1:
+        return torch.ones(1, n)
     size = min(tile, n)
     centres = torch.tensor([o + size / 2 for o in origins], dtype=torch.float64)
     x = (torch.arange(n, dtype=torch.float64) + 0.5).clamp(float(centres[0]),
                                                           float(centres[-1]))
-    if len(origins) == 1:
-        return torch.ones(1, n)
     # the weight of the two tiles around x: linear in x between their centres
     j = torch.searchsorted(centres, x, right=True).clamp(1, len(origins) - 1)
     t = (x - centres[j - 1]) / (centres[j] - centres[j - 1])
