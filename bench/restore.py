@@ -29,7 +29,8 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
 3. ``probes``: for the same two photos, in this process, the time of the no-harm probes
    (``api._assess``, at the field's scale) against the time of the restoration alone
    (``no_harm=False``): the probes' share of the deblur time; and the estimate's time, in
-   tiles (``restore.estimate_tile``, the default) against the whole photo at once.
+   tiles (``restore.estimate_tile``, the default) against the whole photo at once, and
+   what the kernel refinement (``restore.refine_iterations``) adds.
 4. ``scale`` (``--handmade DIR``, a folder of ``*.blurry.png`` / ``*.sharp.png`` from
    ``python -m data_prep handmade`` unpacked): each photo estimated by the shipped model at
    ``--field-scale`` (2), restored at full size and at the field's scale (correction
@@ -286,8 +287,11 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
             make_photo(src, h, w)
         image, _ = read_image(src)
         t0 = time.perf_counter()
-        api.estimate(image, model, scale="auto", tile=0)
+        api.estimate(image, model, scale="auto", tile=0, refine=0)
         t_whole = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        api.estimate(image, model, scale="auto", refine=0)
+        t_tiles = time.perf_counter() - t0
         t0 = time.perf_counter()
         field = api.estimate(image, model, scale="auto")
         t_est = time.perf_counter() - t0
@@ -308,8 +312,9 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
                     restore_scale=restore_scale)
         t_rl = (time.perf_counter() - t0) * iterations / max(1, rl_iterations)
         total = t_est + t_probe + t_rl
-        print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile}; "
-              f"the whole photo at once {t_whole:.1f} s, {t_est / t_whole:.1f}x), probes "
+        print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile} "
+              f"{t_tiles:.1f} s, the whole photo at once {t_whole:.1f} s, the kernel "
+              f"refinement {t_est - t_tiles:.1f} s: {field.refinement}), probes "
               f"{t_probe:.1f} s (blend "
               f"{a.blend:.2f}; on the whole photo {t_probes[0]:.1f} s, "
               f"{t_probes[0] / t_probe:.1f}x), RL {t_rl:.1f} s; probes' share "

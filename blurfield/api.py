@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blurfield.config import RestoreOptions
+from blurfield.config import RestoreOptions, RLOptions
 from blurfield.fieldfile import Field, load_decision, load_field, save_field  # noqa: F401
-from blurfield.models.tiled import estimate_tiled
+from blurfield.models.refine import estimate_field
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
     Decision,
@@ -189,6 +189,9 @@ def estimate(
     gamma: float = 2.2,
     tile: int = 128,
     elements: int = 0,
+    refine: int = 10,
+    refine_margin: float = 0.3,
+    refine_window: int = 384,
 ) -> Field:
     """Estimate the blur field of one photo.
 
@@ -205,6 +208,10 @@ def estimate(
             0: the whole photo at once.
         elements: the tiles' basis elements are merged into at most this many (0: the
             model's B).
+        refine, refine_margin, refine_window: the kernel refinement's iterations (0: off),
+            the margin by which it must explain the photo better than the network's field,
+            and the side of the centre square it runs on
+            (:func:`blurfield.models.refine.refine_field`; README, "Refining the kernel").
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
@@ -217,7 +224,10 @@ def estimate(
         model = model.to(resolve_device(device))
     dev = next(model.parameters()).device
     small = downscale_image(x.to(dev), s)
-    kernels, mixing = estimate_tiled(model, small, tile, elements)
+    kernels, mixing, note = estimate_field(model, small, tile, elements, gamma=gamma,
+                                           refine=refine, refine_margin=refine_margin,
+                                           refine_window=refine_window,
+                                           **dataclasses.asdict(RLOptions()))
     return Field(
         kernels=kernels[0].float().cpu(),
         mixing=mixing[0].float().cpu(),
@@ -225,6 +235,7 @@ def estimate(
         image_size=(int(height), int(width)),
         gamma=float(gamma),
         model_id=str(getattr(model, "model_id", type(model).__name__)),
+        refinement=note,
     )
 
 

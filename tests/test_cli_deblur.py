@@ -86,6 +86,29 @@ def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path, capsys):
         assert main([command, str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
                      "--out", str(tmp_path / "bad"), "restore.estimate_elements=-1"]) == 2
         assert "restore.estimate_elements: -1 is not a count >= 0" in capsys.readouterr().err
+        assert main([command, str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                     "--out", str(tmp_path / "bad"), "restore.refine_window=16"]) == 2
+        assert "restore.refine_window: 16 is not a side >= 64" in capsys.readouterr().err
+
+
+def test_refinement_is_reported_and_can_be_switched_off(tmp_path, tiny_path, capsys):
+    """``restore.refine_iterations`` reaches :func:`blurfield.api.estimate`: ``deblur``'s line
+    says what the refinement did, and with 0 the field is the tiles' field."""
+    write_image(tmp_path / "a.png", photo(96, 160))
+    image, _ = read_image(tmp_path / "a.png")
+    model = api.load_estimator(tiny_path)
+    for n in (10, 0):
+        assert main(["deblur", str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                     "--out", str(tmp_path / f"r{n}"), f"restore.refine_iterations={n}"]) == 0
+        line = capsys.readouterr().out
+        assert ("; kernel: " in line) == (n > 0)
+        if n:
+            assert line.split("; kernel: ")[1].startswith(("refined kernel",
+                                                           "network's field kept"))
+    got = load_field(tmp_path / "r0" / "a_field.npz")
+    want = api.estimate(image, model, refine=0)
+    torch.testing.assert_close(got.kernels, want.kernels, atol=1e-4, rtol=1e-3)
+    assert want.refinement == "" and api.estimate(image, model).refinement
 
 
 def test_duplicate_stems_are_refused(tmp_path, tiny_path, capsys):

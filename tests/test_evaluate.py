@@ -26,7 +26,7 @@ from blurfield.data.schema import Sample, encode_sample, gt_field, hard_masks, m
 from blurfield.evaluation import benchmark
 from blurfield.evaluation.protocols import PROTOCOLS
 from blurfield.evaluation.synthetic import centre_window, evaluate_sample
-from blurfield.models import KernelEstimator, save_estimator, tiled
+from blurfield.models import KernelEstimator, refine, save_estimator
 from blurfield.physics import reblur, smooth_masks, to_linear
 
 K = 33
@@ -182,12 +182,12 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
     out = tmp_path / "out"
     args = ["--benchmark", "synthetic", "--root", shard, "--checkpoint", weights, "--out",
             out, "eval.window=64", "eval.iterations=1", "eval.device=cpu"]
-    seen, real = [], tiled.estimate_tiled  # the restore section's estimate_tile is used
-    monkeypatch.setattr(tiled, "estimate_tiled",
-                        lambda model, image, tile, **kw: seen.append(tile) or real(model, image,
-                                                                                  tile, **kw))
+    seen, real = [], refine.estimate_field  # the restore section's estimate options are used
+    monkeypatch.setattr(refine, "estimate_field",
+                        lambda model, image, tile, **kw: seen.append((tile, kw["refine"]))
+                        or real(model, image, tile, **kw))
     assert _evaluate(*args) == 0
-    assert seen == [128, 128]
+    assert seen == [(128, 10), (128, 10)]
     rows = _rows(out)
     assert [r["id"] for r in rows] == ["000000", "000001"]
     for col in ("kernel_error", "psnr_est", "psnr_gt", "psnr_uniform_gt", "psnr_uniform_est",

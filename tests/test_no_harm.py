@@ -144,7 +144,7 @@ def test_probe_windows_are_the_four_quarter_centred_squares():
 def test_unexplained_over_windows_is_the_pooled_error_ratio():
     """U of a batch of windows = (sum of the final errors) / (sum of the first), each
     window restored on its own (RL treats the batch independently)."""
-    from blurfield.restore.noharm import _unexplained, probe_windows
+    from blurfield.restore.noharm import probe_windows, unexplained
 
     sharp = astronaut(160)
     kernels, mixing = two_layer_field(160, 9)
@@ -152,7 +152,7 @@ def test_unexplained_over_windows_is_the_pooled_error_ratio():
     vw, mw = probe_windows(v, mixing, 48)
     assert vw.shape[0] == 4
     opts = dict(saturation=True, tv_weight=1e-3)
-    pooled = _unexplained(vw, kernels, mw, 5, opts)
+    pooled = unexplained(vw, kernels, mw, 5, opts)
     errs = [richardson_lucy(vw[i : i + 1], kernels, mw[i : i + 1], iterations=5,
                             early_stop=False, padding="valid", **opts).reblur_error
             for i in range(4)]

@@ -206,8 +206,8 @@ def test_no_harm_probes_a_right_field_three_times_and_stops_at_the_first_failure
     right = noharm.assess(v, kernels, mixing, callback=lambda t, x, e: starts.append(t == 0))
     assert right.blend > 0.5 and sum(starts) == 3  # the field, its half, turned
     opts = dict(saturation=True, tv_weight=1e-3)
-    u = noharm._unexplained(v, kernels, mixing, 10, opts)
-    ut = noharm._unexplained(v, noharm.turned(kernels), mixing, 10, opts)
+    u = noharm.unexplained(v, kernels, mixing, 10, opts)
+    ut = noharm.unexplained(v, noharm.turned(kernels), mixing, 10, opts)
     assert right.evidence == pytest.approx(np.log(ut / u), rel=1e-6)
     starts.clear()
     wrong = noharm.assess(v, noharm.turned(kernels), mixing,

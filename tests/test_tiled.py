@@ -165,16 +165,17 @@ def test_small_images_and_tile_zero_are_the_whole_estimate():
 
 
 def test_estimate_tiles_at_the_estimators_scale(tiny_path):
-    """api.estimate: ``tile`` applies to the photo as the estimator sees it (downscaled)."""
+    """api.estimate: ``tile`` applies to the photo as the estimator sees it (downscaled).
+    (The tiles' fields as estimated: no kernel refinement.)"""
     model = load_estimator(tiny_path)
     photo = torch.rand(3, 96, 320)
-    whole = estimate(photo, model, tile=0)
-    tiled = estimate(photo, model, tile=64)
-    halved = estimate(photo, model, scale=2, tile=64)  # 48 x 160: tiled along x only
+    whole = estimate(photo, model, tile=0, refine=0)
+    tiled = estimate(photo, model, tile=64, refine=0)
+    halved = estimate(photo, model, scale=2, tile=64, refine=0)  # 48 x 160: tiled along x only
     assert whole.mixing.shape[-2:] == tiled.mixing.shape[-2:] == (96, 320)
     assert halved.mixing.shape[-2:] == (48, 160)
     assert whole.n_basis == 25 and tiled.n_basis <= 25  # the default merge: the model's B
-    assert estimate(photo, model, tile=64, elements=7).n_basis <= 7
+    assert estimate(photo, model, tile=64, elements=7, refine=0).n_basis <= 7
     torch.testing.assert_close(tiled.mixing.sum(0), torch.ones(96, 320))
     # tiles through the network in batches or one at a time: the same per-pixel kernels
     # (the k-means labels of this untrained model's near-identical kernels may differ)

@@ -40,16 +40,23 @@ def parse_scale(value: Any) -> float | str:
         raise UserError(f"restore.scale (--scale): {e}") from None
 
 
-def parse_estimate_tile(value: Any, elements: Any = 0) -> int:
-    """``restore.estimate_tile``: 0 or a positive multiple of 32, and
-    ``restore.estimate_elements``, a count >= 0; refused as a :class:`UserError` that names
-    the option. Returns the tile."""
+def estimate_options(rc: Any) -> dict[str, Any]:
+    """The keyword arguments of :func:`blurfield.api.estimate` (and
+    :func:`blurfield.models.refine.estimate_field`) from the ``restore`` section:
+    ``estimate_tile`` (0 or a positive multiple of 32), ``estimate_elements`` (a count >= 0),
+    ``refine_iterations``, ``refine_margin``, ``refine_window``; a bad value is refused as a
+    :class:`UserError` that names the option."""
+    from blurfield.models.refine import check_refine
     from blurfield.models.tiled import check_tile
 
     try:
-        return check_tile(value, elements)
+        tile = check_tile(rc.estimate_tile, rc.estimate_elements)
+        check_refine(rc.refine_iterations, rc.refine_window)
     except (TypeError, ValueError) as e:
         raise UserError(f"restore.{e}") from None
+    return {"tile": tile, "elements": int(rc.estimate_elements),
+            "refine": int(rc.refine_iterations), "refine_margin": float(rc.refine_margin),
+            "refine_window": int(rc.refine_window)}
 
 
 def load_model(rc: DictConfig):

@@ -93,7 +93,7 @@ class DeblurJob:
         from tqdm import tqdm
 
         from blurfield.api import deblur, estimate, save_field
-        from blurfield.commands import read_photo
+        from blurfield.commands import estimate_options, read_photo
         from blurfield.errors import UserError
         from blurfield.imageio import write_image
         from blurfield.viz import save_png
@@ -111,7 +111,7 @@ class DeblurJob:
         else:
             field_ = estimate(image, self._model, scale=self.scale,
                               max_megapixels=rc.max_megapixels, gamma=rc.gamma,
-                              tile=rc.estimate_tile, elements=rc.estimate_elements)
+                              **estimate_options(rc))
         restored, res = deblur(image, field_, gamma=rc.gamma, return_result=True,
                                progress=progress, **self.options)
         out = Path(rc.out_dir)
@@ -120,7 +120,8 @@ class DeblurJob:
                  compare_picture(image, restored, field_, res.iterations, res.decision))
         save_field(out / f"{path.stem}_field.npz", field_, decision=res.decision)
         if res.decision is not None:
-            tqdm.write(f"{path}: {res.decision.line()}", file=sys.stdout)
+            kernel = f"; kernel: {field_.refinement}" if field_.refinement else ""
+            tqdm.write(f"{path}: {res.decision.line()}{kernel}", file=sys.stdout)
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
@@ -128,7 +129,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     ``restore.workers`` processes (:mod:`blurfield.commands.workers`)."""
     from blurfield.commands import (
         apply_threads,
-        parse_estimate_tile,
+        estimate_options,
         parse_scale,
         photo_paths,
         restore_options,
@@ -149,6 +150,6 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
                             f"on), got {len(photos)}")
     else:
         scale = parse_scale(rc.scale)
-        parse_estimate_tile(rc.estimate_tile, rc.estimate_elements)
+        estimate_options(rc)
     workers, each = plan(rc, len(photos), threads)
     return exit_code(run_photos(DeblurJob(rc, options, scale), photos, workers, each))

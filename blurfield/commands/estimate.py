@@ -60,14 +60,14 @@ class EstimateJob:
     def run(self, path: Path, progress: bool) -> None:
         """Estimate the field, write ``<stem>_field.npz`` and ``<stem>_kernels.png``."""
         from blurfield.api import estimate, save_field
-        from blurfield.commands import read_photo
+        from blurfield.commands import estimate_options, read_photo
         from blurfield.viz import save_png
 
         rc = self.rc
         image, _ = read_photo(path, self._model.kernel_size, "estimate")
         field_ = estimate(image, self._model, scale=self.scale,
                           max_megapixels=rc.max_megapixels, gamma=rc.gamma,
-                          tile=rc.estimate_tile, elements=rc.estimate_elements)
+                          **estimate_options(rc))
         out = Path(rc.out_dir)
         save_field(out / f"{path.stem}_field.npz", field_)
         save_png(out / f"{path.stem}_kernels.png", field_picture(image, field_))
@@ -76,13 +76,13 @@ class EstimateJob:
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     """``blurfield estimate``: the photos one after another, or side by side in
     ``restore.workers`` processes (:mod:`blurfield.commands.workers`)."""
-    from blurfield.commands import apply_threads, parse_estimate_tile, parse_scale, photo_paths
+    from blurfield.commands import apply_threads, estimate_options, parse_scale, photo_paths
     from blurfield.commands.workers import exit_code, plan, run_photos
 
     rc = cfg.restore
     threads = apply_threads(rc)
     photos = photo_paths(args.inputs, "estimate")
     scale = parse_scale(rc.scale)
-    parse_estimate_tile(rc.estimate_tile, rc.estimate_elements)
+    estimate_options(rc)
     workers, each = plan(rc, len(photos), threads)
     return exit_code(run_photos(EstimateJob(rc, scale), photos, workers, each))

@@ -60,7 +60,7 @@ RESTORE_KEYS = ("iterations", "saturation", "tv_weight", "early_stop", "padding"
 def _settings(cfg: DictConfig) -> Settings:
     """The run's settings from the typed config and the benchmark's protocol."""
     from blurfield.api import resolve_device
-    from blurfield.commands import parse_estimate_tile
+    from blurfield.commands import estimate_options
     from blurfield.evaluation.protocols import PROTOCOLS
 
     c = as_config(cfg)
@@ -87,9 +87,7 @@ def _settings(cfg: DictConfig) -> Settings:
     except ValueError as e:
         raise UserError(f"--device: {e}") from None
     return Settings(ev.benchmark, proto.metric, Path(ev.out_dir), device, gamma, opts.saturation,
-                    rl, r.scale, r.max_megapixels,
-                    parse_estimate_tile(r.estimate_tile, r.estimate_elements),
-                    r.estimate_elements, ev)
+                    rl, r.scale, r.max_megapixels, estimate_options(r), ev)
 
 
 def _signature(cfg: DictConfig) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +35,7 @@ class Settings:
     rl: dict[str, Any]
     scale: Any
     max_megapixels: float
-    estimate_tile: int
-    estimate_elements: int
+    estimate: dict[str, Any]  # blurfield.api.estimate's tile, elements, refine...
     ev: EvalCfg
 
 
@@ -86,7 +84,7 @@ class EstimateAndRestore(Method):
         from blurfield.api import estimate
 
         return estimate(blurry, self.model, s.scale, max_megapixels=s.max_megapixels,
-                        gamma=gamma, tile=s.estimate_tile, elements=s.estimate_elements)
+                        gamma=gamma, **s.estimate)
 
     def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
         from blurfield.api import deblur
@@ -205,7 +203,7 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
     from blurfield.data.schema import decode_sample
     from blurfield.evaluation.readers import load_raw_sample
     from blurfield.evaluation.synthetic import evaluate_sample
-    from blurfield.models.tiled import estimate_tiled
+    from blurfield.models.refine import estimate_field
 
     assert isinstance(method, EstimateAndRestore)
     try:
@@ -216,8 +214,12 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
         raise UserError(f"{item.shard}: sample {item.id} has no blur field (has_field "
                         "false); the synthetic benchmark needs shards with fields")
     rl = {k: v for k, v in s.rl.items() if k not in ("tile", "tile_overlap")}
-    estimate = partial(estimate_tiled, method.model, tile=s.estimate_tile,
-                       elements=s.estimate_elements)
+    g = float(s.gamma if s.gamma is not None else sample.meta["gamma"])
+
+    def estimate(v: Tensor) -> tuple[Tensor, Tensor]:
+        kernels, mixing, _ = estimate_field(method.model, v, gamma=g, **s.estimate, **rl)
+        return kernels, mixing
+
     res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,
                           device=s.device)
     return res.row, res.panels, res.seconds

@@ -79,6 +79,8 @@ TURN_MIN_DIFFERENCE = 0.2  # below this relative L2 difference, the turned varia
 RESTORED_AT = 0.5  # blend from which a photo counts as "restored"
 TURNED = "turned 90°"
 CLEARLY_WORSE = 0.05  # log(U_half / U_field) from which the photo shows the field's blur anyway
+PROBE_OPTIONS = ("saturation", "tv_weight", "method", "sat_threshold", "z_dilate", "skip_tol",
+                 "rank_tol")  # the RL options the probes take from the restoration's
 LEFT, RESTORED = "left nearly as is", "restored"
 
 
@@ -249,7 +251,7 @@ def probe_windows(v: Tensor, mixing: Tensor, window: int) -> tuple[Tensor, Tenso
             torch.cat([mixing[..., t : t + window, c : c + window] for t, c in boxes]))
 
 
-def _unexplained(v: Tensor, kernels: Tensor, mixing: Tensor, probe: int, rl: dict,
+def unexplained(v: Tensor, kernels: Tensor, mixing: Tensor, probe: int, rl: dict,
                  callback: Any = None) -> float:
     """``U``: the reblur error after ``probe`` RL iterations over the photo's own (over
     the batch of ``v``), RL with ``padding="valid"``."""
@@ -296,23 +298,22 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
     if err0 <= noise_factor * sigma**2:
         return Decision(0.0, "the reblur residual is already at the noise level "
                         f"({math.sqrt(err0):.2g} vs noise {sigma:.2g})", sigma, blur)
-    opts = {k: rl[k] for k in ("saturation", "tv_weight", "method", "sat_threshold",
-                               "z_dilate", "skip_tol", "rank_tol") if k in rl}
+    opts = {k: rl[k] for k in PROBE_OPTIONS if k in rl}
     vw, mw = probe_windows(v, mixing, window)
     u: dict[str, float] = {}
 
-    def unexplained(scale: float, turn: bool = False) -> float:
+    def u_at(scale: float, turn: bool = False) -> float:
         name = f"{scale:.2f}" + (" turned" if turn else "")
         if name not in u:
             k = kernels if scale == 1 else rescaled(kernels, scale)
-            u[name] = _unexplained(vw, turned(k) if turn else k, mw, probe, opts, callback)
+            u[name] = unexplained(vw, turned(k) if turn else k, mw, probe, opts, callback)
         return u[name]
 
     scales = [2 ** (-i / 2) for i in range(shrink + 3)]
     chosen = None
     for i in range(shrink + 1):
-        mine = unexplained(scales[i])
-        e_size = math.log(unexplained(scales[i + 2]) / max(mine, 1e-30))
+        mine = u_at(scales[i])
+        e_size = math.log(u_at(scales[i + 2]) / max(mine, 1e-30))
         if e_size >= CLEARLY_WORSE or (e_size >= -margin and mine <= max_unexplained):
             chosen = scales[i]
             break
@@ -333,7 +334,7 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
     if _turn_difference(k, mixing) < TURN_MIN_DIFFERENCE:
         return Decision(1.0, f"a round blur{at} the photo shows (its half-size copy leaves "
                         "more unexplained)", sigma, blur, chosen, unexplained=u)
-    mine, rival = unexplained(chosen), unexplained(chosen, turn=True)
+    mine, rival = u_at(chosen), u_at(chosen, turn=True)
     e = math.log(max(rival, 1e-30) / max(mine, 1e-30))
     beta = float(np.clip(e / evidence, 0.0, 1.0)) if evidence > 0 else float(e > 0)
     left = f"{_pct(mine)} vs {_pct(rival)} of the reblur error left after {probe} iterations"

@@ -19,7 +19,7 @@ true = gt_field(sample, (top, left, h, w))
 model = load_estimator()
 panels = [psf_overlay(blurry, true.kernels, true.masks / true.masks.sum(0, keepdim=True))]
 for tile in (0, 128):
-    field = estimate(blurry, model, tile=tile)
+    field = estimate(blurry, model, tile=tile, refine=0)
     panels.append(psf_overlay(blurry, field.kernels, field.mixing))
 save_png("docs/demo/tiled_field.png", side_by_side(
     panels, ["true field", "estimated whole (estimate_tile=0)", "estimated in 128 px tiles"]))

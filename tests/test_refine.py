@@ -1,0 +1,174 @@
+"""Blind kernel refinement (blurfield.models.refine): each step against a closed form or a
+direct computation, the whole alternation on a photo blurred by a known kernel, and the
+choice between the refined kernel and the field."""
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from helpers.fields import line_kernel
+from helpers.images import astronaut
+from helpers.moments import axes
+
+from blurfield.models.refine import (
+    centre_kernel,
+    check_refine,
+    kernel_from_gradients,
+    periodic_pad,
+    prune_kernel,
+    refine_field,
+    refine_kernel,
+    sharp_latent,
+)
+from blurfield.physics import blur, correlate, to_linear, uniform_field
+
+
+def _circular_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """(H, W) correlated with a (K, K) kernel, wrapping around (the physics operator)."""
+    return correlate(x[None, None], kernel[None], padding="circular")[0, 0]
+
+
+def _blocks(size: int, seed: int = 0) -> torch.Tensor:
+    """A piecewise-constant image: random values on 8 x 8 blocks (float64)."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(size // 8, size // 8, generator=g, dtype=torch.float64)
+    return coarse.repeat_interleave(8, 0).repeat_interleave(8, 1)
+
+
+def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_periodic_pad_keeps_the_image_and_wraps_without_a_jump():
+    y = torch.rand(3, 20, 30, dtype=torch.float64)
+    p = periodic_pad(y, 5)
+    assert p.shape == (3, 30, 40)
+    torch.testing.assert_close(p[:, 5:-5, 5:-5], y)
+    # every step of the padded image, across the wrap too, is at most the largest step of
+    # y itself: the strips interpolate linearly between opposite edges
+    steps = max(float((torch.roll(p, -1, d) - p).abs().max()) for d in (-1, -2))
+    inner = max(float(y.diff(dim=d).abs().max()) for d in (-1, -2))
+    assert steps <= inner + 1e-12
+
+
+def test_kernel_from_gradients_recovers_the_kernel_given_the_sharp_image():
+    x = _blocks(64) + 0.1 * torch.rand(64, 64, dtype=torch.float64)
+    k = line_kernel(9, 0.7, 6).double()
+    y = _circular_blur(x, k)
+    c = kernel_from_gradients(x, y, 9, gamma=1e-9)
+    # a convolution kernel is the correlation kernel turned by 180°; gradients do not see
+    # the mean, so the full-size solution has zero sum: every tap is 1 / (64 x 64) low
+    torch.testing.assert_close(c.flip(-1, -2) + 1 / 64**2, k, atol=1e-8, rtol=0)
+
+
+def test_sharp_latent_undoes_a_known_blur_of_a_piecewise_constant_image():
+    x = _blocks(96)
+    k = line_kernel(11, 0.3, 9).double()
+    y = _circular_blur(x, k)
+    latent = sharp_latent(y, k.flip(-1, -2), lam=1e-4)
+    assert _relative(latent, x) < 0.2 * _relative(y, x)
+
+
+def test_prune_kernel_drops_negatives_faint_taps_and_stray_pieces():
+    k = torch.zeros(9, 9, dtype=torch.float64)
+    k[4, 2:7] = 1.0  # the blur: a 5 px line
+    k[0, 0] = 0.3  # a stray piece, 0.3 / 5 = 6% of the line's mass
+    k[8, 8] = -0.5  # negative
+    k[4, 8] = 0.02  # below 5% of the peak
+    out = prune_kernel(k)
+    expected = torch.zeros(9, 9, dtype=torch.float64)
+    expected[4, 2:7] = 0.2
+    torch.testing.assert_close(out, expected)
+    # a second piece of real weight stays (here 60% of the line's mass)
+    k[0, 0:3] = 1.0
+    out = prune_kernel(k)
+    assert float(out[0, 0:3].sum()) == pytest.approx(3 / 8)
+
+
+def test_centre_kernel_puts_the_centroid_on_the_centre_tap():
+    k = torch.zeros(9, 9, dtype=torch.float64)
+    k[1, 6] = 1.0  # a delta 3 up and 2 right of the centre
+    expected = torch.zeros(9, 9, dtype=torch.float64)
+    expected[4, 4] = 1.0
+    torch.testing.assert_close(centre_kernel(k), expected)
+    k = torch.zeros(9, 9, dtype=torch.float64)
+    k[2, 2], k[2, 3] = 0.5, 0.5  # centroid at (2, 2.5): a half-pixel off in x
+    out = centre_kernel(k)
+    r = torch.arange(9, dtype=torch.float64)
+    assert float((out.sum(0) * r).sum()) == pytest.approx(4.0)
+    assert float((out.sum(1) * r).sum()) == pytest.approx(4.0)
+    assert float(out.sum()) == pytest.approx(1.0)
+
+
+def _blurred_astronaut(kernel: torch.Tensor, size: int = 160) -> torch.Tensor:
+    """(1, 3, size, size) linear astronaut, correlated with ``kernel`` (mirror padding)."""
+    x = to_linear(astronaut(size))
+    return blur(x, *uniform_field(kernel[None], size, size), padding="same")
+
+
+def _blob(size: int = 21, sigma: float = 2.5) -> torch.Tensor:
+    """A round Gaussian kernel: what a network unsure of the direction draws."""
+    r = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None] ** 2) / (2 * sigma**2))
+    return g / g.sum()
+
+
+def test_refine_kernel_turns_a_round_blob_into_the_true_line():
+    true = line_kernel(21, 2.4, 15)  # a 15 px line at 137°
+    blob = _blob()
+    y = _blurred_astronaut(true, 256)
+    refined = refine_kernel(y[0], blob)
+    assert refined.shape == (21, 21) and float(refined.min()) >= 0
+    assert float(refined.sum()) == pytest.approx(1.0, abs=1e-5)
+    assert _relative(refined, true) < 0.65 * _relative(blob, true)
+    # second moments: the line's length and direction, and thin (the blob's are 6.25, 6.25)
+    values, vectors = axes(refined.double().numpy())
+    true_values, _ = axes(true.double().numpy())
+    assert values[1] == pytest.approx(true_values[1], rel=0.2)
+    assert values[0] < 2.5
+    direction = np.array([np.sin(2.4), np.cos(2.4)])  # (y, x)
+    assert abs(float(vectors[:, 1] @ direction)) > 0.98
+
+
+def test_refine_field_takes_the_refined_kernel_only_where_it_explains_the_photo():
+    size = 192
+    y = _blurred_astronaut(line_kernel(21, 0.4, 15), size)
+    kernels, mixing = uniform_field(_blob()[None], size, size)
+    k, m, note = refine_field(y, kernels, mixing, window=size)
+    assert note.startswith("refined kernel")
+    assert k.shape == (1, 1, 21, 21) and torch.equal(m, torch.ones(1, 1, size, size))
+    # two motions, left and right half: the true two-layer field explains the photo and a
+    # single kernel cannot, so the field is kept as given
+    x = to_linear(astronaut(size))
+    kernels = torch.stack([line_kernel(21, 0.0, 15), line_kernel(21, np.pi / 2, 15)])[None]
+    left = (torch.arange(size) < size // 2).float().expand(size, size)
+    mixing = torch.stack([left, 1 - left])[None]
+    y = blur(x, kernels, mixing, padding="same")
+    k, m, note = refine_field(y, kernels, mixing, window=size)
+    assert note.startswith("network's field kept")
+    assert k is kernels and m is mixing
+
+
+def test_refine_field_keeps_the_field_of_a_sharp_photo():
+    """On a sharp photo the alternation ends near a delta, which explains the photo best;
+    below MIN_BLUR px it is not used. (A crop at full resolution: ``astronaut(size)`` is
+    resized with an anti-aliasing filter, itself a blur of about 3 px.)"""
+    size = 192
+    crop = skimage.data.astronaut()[40:40 + size, 160:160 + size]
+    x = to_linear(torch.from_numpy(crop / 255.0).float().permute(2, 0, 1)[None])
+    kernels, mixing = uniform_field(_blob()[None], size, size)
+    k, m, note = refine_field(x, kernels, mixing, window=size)
+    assert "looks nearly sharp" in note and k is kernels and m is mixing
+
+
+def test_refine_kernel_of_a_flat_photo_is_the_start():
+    start = _blob(9, 1.5)
+    torch.testing.assert_close(refine_kernel(torch.full((3, 64, 64), 0.5), start), start)
+
+
+def test_check_refine_names_the_key():
+    check_refine(0, 64)
+    with pytest.raises(ValueError, match="refine_iterations"):
+        check_refine(-1, 384)
+    with pytest.raises(ValueError, match="refine_window"):
+        check_refine(10, 32)
