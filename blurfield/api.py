@@ -27,7 +27,6 @@ from torch import Tensor
 
 from blurfield.config import RestoreOptions, RLOptions
 from blurfield.fieldfile import Field, load_decision, load_field, save_field  # noqa: F401
-from blurfield.models.refine import estimate_field
 from blurfield.physics import to_display, to_linear
 from blurfield.restore import (
     Decision,
@@ -43,6 +42,7 @@ from blurfield.restore import (
     upscale_kernels,
     upscale_mixing,
 )
+from blurfield.restore.refine import estimate_field
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
@@ -211,7 +211,7 @@ def estimate(
         refine, refine_margin, refine_window: the kernel refinement's iterations (0: off),
             the margin by which it must explain the photo better than the network's field,
             and the side of the centre square it runs on
-            (:func:`blurfield.models.refine.refine_field`; README, "Refining the kernel").
+            (:func:`blurfield.restore.refine.refine_field`; README, "Refining the kernel").
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile

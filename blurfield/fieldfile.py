@@ -32,7 +32,7 @@ class Field:
     image_size: (H, W) of the full photo.
     gamma: the data gamma of the photo (1 for linear data).
     model_id: which estimator produced it (file name and hash prefix), "" if unknown.
-    refinement: what the kernel refinement did (blurfield.models.refine), "" if it did not
+    refinement: what the kernel refinement did (blurfield.restore.refine), "" if it did not
         run; not written to field files (their keys are docs/design.md §8's).
     """
 

@@ -92,8 +92,8 @@ def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path, capsys):
 
 
 def test_refinement_is_reported_and_can_be_switched_off(tmp_path, tiny_path, capsys):
-    """``restore.refine_iterations`` reaches :func:`blurfield.api.estimate`: ``deblur``'s line
-    says what the refinement did, and with 0 the field is the tiles' field."""
+    """``restore.refine_iterations`` reaches :func:`blurfield.api.estimate`: ``deblur``'s and
+    ``estimate``'s lines say what the refinement did, and with 0 the field is the tiles'."""
     write_image(tmp_path / "a.png", photo(96, 160))
     image, _ = read_image(tmp_path / "a.png")
     model = api.load_estimator(tiny_path)
@@ -105,6 +105,9 @@ def test_refinement_is_reported_and_can_be_switched_off(tmp_path, tiny_path, cap
         if n:
             assert line.split("; kernel: ")[1].startswith(("refined kernel",
                                                            "network's field kept"))
+    assert main(["estimate", str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                 "--out", str(tmp_path / "e")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'a.png'}: kernel: ")
     got = load_field(tmp_path / "r0" / "a_field.npz")
     want = api.estimate(image, model, refine=0)
     torch.testing.assert_close(got.kernels, want.kernels, atol=1e-4, rtol=1e-3)

@@ -26,8 +26,9 @@ from blurfield.data.schema import Sample, encode_sample, gt_field, hard_masks, m
 from blurfield.evaluation import benchmark
 from blurfield.evaluation.protocols import PROTOCOLS
 from blurfield.evaluation.synthetic import centre_window, evaluate_sample
-from blurfield.models import KernelEstimator, refine, save_estimator
+from blurfield.models import KernelEstimator, save_estimator
 from blurfield.physics import reblur, smooth_masks, to_linear
+from blurfield.restore import refine
 
 K = 33
 

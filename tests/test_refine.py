@@ -1,4 +1,4 @@
-"""Blind kernel refinement (blurfield.models.refine): each step against a closed form or a
+"""Blind kernel refinement (blurfield.restore.refine): each step against a closed form or a
 direct computation, the whole alternation on a photo blurred by a known kernel, and the
 choice between the refined kernel and the field."""
 
@@ -10,7 +10,8 @@ from helpers.fields import line_kernel
 from helpers.images import astronaut
 from helpers.moments import axes
 
-from blurfield.models.refine import (
+from blurfield.physics import blur, correlate, to_linear, uniform_field
+from blurfield.restore.refine import (
     centre_kernel,
     check_refine,
     kernel_from_gradients,
@@ -20,7 +21,6 @@ from blurfield.models.refine import (
     refine_kernel,
     sharp_latent,
 )
-from blurfield.physics import blur, correlate, to_linear, uniform_field
 
 
 def _circular_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:

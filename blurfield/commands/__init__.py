@@ -42,12 +42,12 @@ def parse_scale(value: Any) -> float | str:
 
 def estimate_options(rc: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`blurfield.api.estimate` (and
-    :func:`blurfield.models.refine.estimate_field`) from the ``restore`` section:
+    :func:`blurfield.restore.refine.estimate_field`) from the ``restore`` section:
     ``estimate_tile`` (0 or a positive multiple of 32), ``estimate_elements`` (a count >= 0),
     ``refine_iterations``, ``refine_margin``, ``refine_window``; a bad value is refused as a
     :class:`UserError` that names the option."""
-    from blurfield.models.refine import check_refine
     from blurfield.models.tiled import check_tile
+    from blurfield.restore.refine import check_refine
 
     try:
         tile = check_tile(rc.estimate_tile, rc.estimate_elements)

@@ -58,7 +58,12 @@ class EstimateJob:
         self._model = load_model(self.rc)
 
     def run(self, path: Path, progress: bool) -> None:
-        """Estimate the field, write ``<stem>_field.npz`` and ``<stem>_kernels.png``."""
+        """Estimate the field, write ``<stem>_field.npz`` and ``<stem>_kernels.png``, print
+        what the kernel refinement did (one line)."""
+        import sys
+
+        from tqdm import tqdm
+
         from blurfield.api import estimate, save_field
         from blurfield.commands import estimate_options, read_photo
         from blurfield.viz import save_png
@@ -71,6 +76,8 @@ class EstimateJob:
         out = Path(rc.out_dir)
         save_field(out / f"{path.stem}_field.npz", field_)
         save_png(out / f"{path.stem}_kernels.png", field_picture(image, field_))
+        if field_.refinement:
+            tqdm.write(f"{path}: kernel: {field_.refinement}", file=sys.stdout)
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:

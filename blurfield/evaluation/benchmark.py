@@ -203,7 +203,7 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
     from blurfield.data.schema import decode_sample
     from blurfield.evaluation.readers import load_raw_sample
     from blurfield.evaluation.synthetic import evaluate_sample
-    from blurfield.models.refine import estimate_field
+    from blurfield.restore.refine import estimate_field
 
     assert isinstance(method, EstimateAndRestore)
     try:

@@ -1,6 +1,7 @@
 """Non-uniform Richardson–Lucy (docs/design.md §5): the iteration, tiling for large photos,
-the scale option (estimate on a downscaled photo, restore at full size), and the no-harm rule
-that decides how much of a restoration to keep (:mod:`blurfield.restore.noharm`)."""
+the scale option (estimate on a downscaled photo, restore at full size), the no-harm rule
+that decides how much of a restoration to keep (:mod:`blurfield.restore.noharm`), and the
+blind refinement of the estimated kernel against the photo (:mod:`blurfield.restore.refine`)."""
 
 from blurfield.restore import noharm
 from blurfield.restore.noharm import Decision, no_harm_richardson_lucy, noise_sigma
