@@ -314,7 +314,8 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
         total = t_est + t_probe + t_rl
         print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile} "
               f"{t_tiles:.1f} s, the whole photo at once {t_whole:.1f} s, the kernel "
-              f"refinement {t_est - t_tiles:.1f} s: {field.refinement}), probes "
+              f"refinement {t_est - t_tiles:.1f} s, {t_est / t_tiles:.2f}x the tiles alone: "
+              f"{field.refinement}), probes "
               f"{t_probe:.1f} s (blend "
               f"{a.blend:.2f}; on the whole photo {t_probes[0]:.1f} s, "
               f"{t_probes[0] / t_probe:.1f}x), RL {t_rl:.1f} s; probes' share "
