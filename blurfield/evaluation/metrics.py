@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from blurfield.physics.blur import mean_kernel  # noqa: F401 (re-exported)
 from blurfield.physics.moments import anisotropy, field_covariance  # noqa: F401 (re-exported)
 
 SSIM_SIGMA = 1.5
@@ -185,12 +186,6 @@ def _same_support(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
         return F.pad(a, (p, p, p, p)), b
     p = (ka - kb) // 2
     return a, F.pad(b, (p, p, p, p))
-
-
-def mean_kernel(kernels: Tensor, mixing: Tensor) -> Tensor:
-    """The mean over pixels of the per-pixel kernels: ``sum_b mean_i(m_i^b) k^b`` (K, K)."""
-    w = mixing.double().flatten(1).mean(1)
-    return (w[:, None, None] * kernels.double()).sum(0)
 
 
 def direction_agreement(cov_est: Tensor, cov_gt: Tensor) -> Tensor:

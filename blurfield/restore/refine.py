@@ -38,7 +38,7 @@ from kornia.contrib import connected_components
 from torch import Tensor
 
 from blurfield.models.tiled import estimate_tiled
-from blurfield.physics import to_linear, uniform_field
+from blurfield.physics import mean_kernel, to_linear, uniform_field
 from blurfield.restore.noharm import PROBE_OPTIONS, blur_extent, probe_windows, unexplained
 
 LAMBDA = 4e-3  # weight of the L0 gradient prior, linear values in [0, 1]
@@ -195,7 +195,7 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     Returns (kernels, mixing, note): (1, 1, K, K) and ones, or the inputs, and one line
     saying which and why.
     """
-    mean = torch.einsum("b,bij->ij", mixing[0].float().mean((-1, -2)), kernels[0].float())
+    mean = mean_kernel(kernels[0], mixing[0])
     refined = refine_kernel(centre_crop(image[0], window), mean, iterations).to(kernels)
     uniform_k, uniform_m = uniform_field(refined[None], *mixing.shape[-2:])
     length = blur_extent(uniform_k, uniform_m[..., :1, :1])
