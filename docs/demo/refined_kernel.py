@@ -8,13 +8,12 @@ compact shards:
 """
 
 import numpy as np
-import torch
 
 from blurfield.api import deblur, estimate, load_estimator
 from blurfield.data.schema import decode_sample, gt_field, image_tensor, sharp_linear
 from blurfield.evaluation.readers import load_raw_sample, read_benchmark
 from blurfield.evaluation.synthetic import centre_window
-from blurfield.physics import to_display
+from blurfield.physics import mean_kernel, to_display
 from blurfield.viz import psf_tile, save_png, side_by_side
 
 IDS = ("00003241", "00003261", "00003339")  # of val-000004, the tuning shard
@@ -22,10 +21,6 @@ IDS = ("00003241", "00003261", "00003339")  # of val-000004, the tuning shard
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(1 / np.mean((a.astype(np.float64) - b) ** 2)))
-
-
-def mean_kernel(kernels: torch.Tensor, mixing: torch.Tensor) -> torch.Tensor:
-    return torch.einsum("b,bij->ij", mixing.float().mean((-1, -2)), kernels.float())
 
 
 model = load_estimator()
