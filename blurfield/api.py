@@ -192,6 +192,8 @@ def estimate(
     refine: int = 10,
     refine_margin: float = 0.3,
     refine_window: int = 384,
+    probe: int = 10,
+    probe_window: int = 256,
 ) -> Field:
     """Estimate the blur field of one photo.
 
@@ -212,6 +214,9 @@ def estimate(
             the margin by which it must explain the photo better than the network's field,
             and the side of the centre square it runs on
             (:func:`blurfield.restore.refine.refine_field`; README, "Refining the kernel").
+        probe, probe_window: the RL iterations and the windows of the probes with which
+            the refinement compares the two fields (the no-harm rule's
+            ``restore.no_harm_probe`` and ``no_harm_window``).
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
@@ -226,7 +231,8 @@ def estimate(
     small = downscale_image(x.to(dev), s)
     kernels, mixing, note = estimate_field(model, small, tile, elements, gamma=gamma,
                                            refine=refine, refine_margin=refine_margin,
-                                           refine_window=refine_window,
+                                           refine_window=refine_window, probe=probe,
+                                           probe_window=probe_window,
                                            **dataclasses.asdict(RLOptions()))
     return Field(
         kernels=kernels[0].float().cpu(),

@@ -182,13 +182,15 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
                                                        _sample("000001", 2)])
     out = tmp_path / "out"
     args = ["--benchmark", "synthetic", "--root", shard, "--checkpoint", weights, "--out",
-            out, "eval.window=64", "eval.iterations=1", "eval.device=cpu"]
+            out, "eval.window=64", "eval.iterations=1", "eval.device=cpu",
+            "restore.no_harm_probe=3"]
     seen, real = [], refine.estimate_field  # the restore section's estimate options are used
     monkeypatch.setattr(refine, "estimate_field",
-                        lambda model, image, tile, **kw: seen.append((tile, kw["refine"]))
+                        lambda model, image, tile, **kw: seen.append(
+                            (tile, kw["refine"], kw["probe"], kw["probe_window"]))
                         or real(model, image, tile, **kw))
     assert _evaluate(*args) == 0
-    assert seen == [(128, 10), (128, 10)]
+    assert seen == [(128, 10, 3, 256), (128, 10, 3, 256)]
     rows = _rows(out)
     assert [r["id"] for r in rows] == ["000000", "000001"]
     for col in ("kernel_error", "psnr_est", "psnr_gt", "psnr_uniform_gt", "psnr_uniform_est",

@@ -134,8 +134,8 @@ def test_refine_field_takes_the_refined_kernel_only_where_it_explains_the_photo(
     size = 192
     y = _blurred_astronaut(line_kernel(21, 0.4, 15), size)
     kernels, mixing = uniform_field(_blob()[None], size, size)
-    k, m, note = refine_field(y, kernels, mixing, window=size)
-    assert note.startswith("refined kernel")
+    k, m, note = refine_field(y, kernels, mixing, window=size, probe=4)
+    assert note.startswith("refined kernel") and "after 4 iterations" in note
     assert k.shape == (1, 1, 21, 21) and torch.equal(m, torch.ones(1, 1, size, size))
     # two motions, left and right half: the true two-layer field explains the photo and a
     # single kernel cannot, so the field is kept as given
@@ -172,3 +172,8 @@ def test_check_refine_names_the_key():
         check_refine(-1, 384)
     with pytest.raises(ValueError, match="refine_window"):
         check_refine(10, 32)
+    check_refine(10, 384, 1, 0)  # 0: the probes run on the whole photo
+    with pytest.raises(ValueError, match="no_harm_probe"):
+        check_refine(10, 384, 0, 256)
+    with pytest.raises(ValueError, match="no_harm_window"):
+        check_refine(10, 384, 10, -1)

@@ -44,19 +44,23 @@ def estimate_options(rc: Any) -> dict[str, Any]:
     """The keyword arguments of :func:`blurfield.api.estimate` (and
     :func:`blurfield.restore.refine.estimate_field`) from the ``restore`` section:
     ``estimate_tile`` (0 or a positive multiple of 32), ``estimate_elements`` (a count >= 0),
-    ``refine_iterations``, ``refine_margin``, ``refine_window``; a bad value is refused as a
-    :class:`UserError` that names the option."""
+    ``refine_iterations``, ``refine_margin``, ``refine_window``, and the no-harm rule's
+    ``no_harm_probe`` and ``no_harm_window``, with which the refinement compares its kernel
+    to the network's field; a bad value is refused as a :class:`UserError` that names the
+    option."""
     from blurfield.models.tiled import check_tile
     from blurfield.restore.refine import check_refine
 
     try:
         tile = check_tile(rc.estimate_tile, rc.estimate_elements)
-        check_refine(rc.refine_iterations, rc.refine_window)
+        check_refine(rc.refine_iterations, rc.refine_window, rc.no_harm_probe,
+                     rc.no_harm_window)
     except (TypeError, ValueError) as e:
         raise UserError(f"restore.{e}") from None
     return {"tile": tile, "elements": int(rc.estimate_elements),
             "refine": int(rc.refine_iterations), "refine_margin": float(rc.refine_margin),
-            "refine_window": int(rc.refine_window)}
+            "refine_window": int(rc.refine_window), "probe": int(rc.no_harm_probe),
+            "probe_window": int(rc.no_harm_window)}
 
 
 def load_model(rc: DictConfig):

@@ -213,29 +213,38 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     return kernels, mixing, f"network's field kept (refined kernel: {left})"
 
 
-def check_refine(iterations: int, window: int) -> None:
-    """ValueError naming the ``restore`` key unless ``iterations`` is a count >= 0 and
-    ``window`` one >= 64."""
+def check_refine(iterations: int, window: int, probe: int = 10, probe_window: int = 256) -> None:
+    """ValueError naming the ``restore`` key unless ``iterations`` is a count >= 0,
+    ``window`` one >= 64, ``probe`` a count >= 1 and ``probe_window`` one >= 0."""
     if int(iterations) != iterations or iterations < 0:
         raise ValueError(f"refine_iterations: {iterations} is not a count >= 0 (0 = off)")
     if int(window) != window or window < 64:
         raise ValueError(f"refine_window: {window} is not a side >= 64 pixels")
+    if int(probe) != probe or probe < 1:
+        raise ValueError(f"no_harm_probe: {probe} is not a count >= 1")
+    if int(probe_window) != probe_window or probe_window < 0:
+        raise ValueError(f"no_harm_window: {probe_window} is not a side >= 0 pixels "
+                         "(0 = the whole photo)")
 
 
 @torch.no_grad()
 def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: int = 0, *,
                    gamma: float = 2.2, refine: int = 10, refine_margin: float = 0.3,
-                   refine_window: int = 384, **rl: Any) -> tuple[Tensor, Tensor, str]:
+                   refine_window: int = 384, probe: int = 10, probe_window: int = 256,
+                   **rl: Any) -> tuple[Tensor, Tensor, str]:
     """The estimator's field of (1, C, H, W) display ``image`` in tiles
     (:func:`~blurfield.models.tiled.estimate_tiled`), then, with ``refine`` iterations > 0,
     :func:`refine_field` on its linear values (``gamma``). Returns kernels (1, B', K, K),
-    mixing (1, B', H, W) and the refinement's note ("" when off). ``rl``: RL options, those
-    of :data:`~blurfield.restore.noharm.PROBE_OPTIONS` go to the probes, the others are
-    ignored."""
-    check_refine(refine, refine_window)
+    mixing (1, B', H, W) and the refinement's note ("" when off). ``probe``,
+    ``probe_window``: the no-harm rule's probe length and windows (``restore.no_harm_probe``
+    and ``no_harm_window``), with which the refinement compares the two fields; ``rl``: RL
+    options, those of :data:`~blurfield.restore.noharm.PROBE_OPTIONS` go to the probes, the
+    others are ignored."""
+    check_refine(refine, refine_window, probe, probe_window)
     kernels, mixing = estimate_tiled(model, image, tile, elements)
     if refine == 0:
         return kernels, mixing, ""
     return refine_field(to_linear(image.float(), gamma), kernels, mixing, iterations=refine,
-                        margin=refine_margin, window=refine_window,
+                        margin=refine_margin, window=refine_window, probe=probe,
+                        probe_window=probe_window,
                         **{k: v for k, v in rl.items() if k in PROBE_OPTIONS})
