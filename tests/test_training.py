@@ -158,13 +158,16 @@ def test_val_direction_scores_the_fields_axes():
 
 
 def test_tiny_model_overfits_one_sample():
-    """base_width 4, B = 4, crop 64: the loss falls 10x within 250 Adam steps."""
+    """base_width 4, B = 4, crop 64: the loss falls 10x within 800 Adam steps (the loop stops
+    as soon as it has). How many steps that takes depends on float rounding: on one machine
+    179 steps at 2 threads, 405 at 1 (the thread count changes the reductions' order and a
+    tiny net's path through training), so the budget is twice the slowest seen."""
     torch.manual_seed(0)
     b = default_collate([make_sample(7)])
     m = KernelEstimatorModule(TINY, {"lr": 3e-3})
     opt = torch.optim.Adam(m.parameters(), lr=3e-3)
     losses = []
-    for _ in range(250):
+    for _ in range(800):
         k, mix = m(b["blurry"])
         loss = m.losses(b, k, mix, 2)["loss"]
         opt.zero_grad()
