@@ -104,6 +104,11 @@ def test_kernel_error_matches_per_pixel_kernels():
     mean_direct = gt.reshape(-1, k, k).mean(0)
     got = metrics.mean_kernel(torch.nn.functional.pad(gtk, (1, 1, 1, 1)), gtm)
     np.testing.assert_allclose(got.numpy(), mean_direct, atol=1e-12)
+    # batched over leading dimensions: each sample's mean kernel, as computed directly
+    padded = torch.nn.functional.pad(gtk, (1, 1, 1, 1))
+    both = metrics.mean_kernel(torch.stack([padded, padded.flip(-1)]), torch.stack([gtm, gtm]))
+    np.testing.assert_allclose(both[0].numpy(), mean_direct, atol=1e-12)
+    np.testing.assert_allclose(both[1].numpy(), mean_direct[:, ::-1], atol=1e-12)
 
 
 def test_quantize_rounds_to_8_bit():

@@ -557,9 +557,9 @@ def per_pixel_kernels(kernels: Tensor, mixing: Tensor, ys: Tensor, xs: Tensor) -
 def mean_kernel(kernels: Tensor, mixing: Tensor) -> Tensor:
     """The mean over pixels of the per-pixel kernels: ``sum_b mean_i(m_i^b) k^b``.
 
-    kernels (B, K, K), mixing (B, H, W) -> (K, K), float64."""
-    w = mixing.double().flatten(1).mean(1)
-    return (w[:, None, None] * kernels.double()).sum(0)
+    kernels (..., B, K, K), mixing (..., B, H, W) -> (..., K, K), float64."""
+    w = mixing.double().flatten(-2).mean(-1)
+    return (w[..., None, None] * kernels.double()).sum(-3)
 
 
 def uniform_field(kernel: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:

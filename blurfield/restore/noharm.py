@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blurfield.physics import BlurField, saturate
+from blurfield.physics import BlurField, mean_kernel, saturate
 from blurfield.restore.rl import RLResult, richardson_lucy
 
 MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
@@ -218,7 +218,7 @@ def rescaled(kernels: Tensor, factor: float) -> Tensor:
 
 
 def _turn_difference(kernels: Tensor, mixing: Tensor) -> float:
-    mean = torch.einsum("nb,nbij->nij", mixing.float().mean((-1, -2)), kernels.float())
+    mean = mean_kernel(kernels, mixing).float()  # (N, K, K)
     return float((mean - turned(mean)).norm() / mean.norm().clamp(min=1e-12))
 
 
