@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,7 @@ def estimate(
     refine_window: int = 384,
     probe: int = 10,
     probe_window: int = 256,
+    rl: Mapping[str, Any] | None = None,
 ) -> Field:
     """Estimate the blur field of one photo.
 
@@ -217,6 +219,9 @@ def estimate(
         probe, probe_window: the RL iterations and the windows of the probes with which
             the refinement compares the two fields (the no-harm rule's
             ``restore.no_harm_probe`` and ``no_harm_window``).
+        rl: the RL options of those probes by name, as the no-harm rule takes them
+            (saturation, tv_weight, method, sat_threshold, z_dilate, skip_tol, rank_tol;
+            other names are ignored); None: :class:`~blurfield.config.RLOptions`' defaults.
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
@@ -233,7 +238,7 @@ def estimate(
                                            refine=refine, refine_margin=refine_margin,
                                            refine_window=refine_window, probe=probe,
                                            probe_window=probe_window,
-                                           **dataclasses.asdict(RLOptions()))
+                                           rl=RLOptions().rl_kwargs() if rl is None else rl)
     return Field(
         kernels=kernels[0].float().cpu(),
         mixing=mixing[0].float().cpu(),

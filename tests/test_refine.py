@@ -14,6 +14,7 @@ from blurfield.physics import blur, correlate, to_linear, uniform_field
 from blurfield.restore.refine import (
     centre_kernel,
     check_refine,
+    edge_mass,
     kernel_from_gradients,
     periodic_pad,
     prune_kernel,
@@ -161,6 +162,34 @@ def test_refine_field_keeps_the_field_of_a_sharp_photo():
     assert "looks nearly sharp" in note and k is kernels and m is mixing
 
 
+def test_edge_mass_is_the_share_on_the_windows_border():
+    row = torch.zeros(21, 21)
+    row[10] = 1.0  # a 21 px line across the whole window: its two end taps on the border
+    assert edge_mass(row) == pytest.approx(2 / 21)
+    row[10, :3] = row[10, -3:] = 0.0  # 15 px: inside
+    assert edge_mass(row) == 0.0
+    assert edge_mass(torch.ones(9, 9)) == pytest.approx(32 / 81)
+
+
+def test_refine_field_does_not_use_a_kernel_spread_to_its_windows_border(monkeypatch):
+    """A refined kernel with more than ``edge`` of its mass on its window's border is not
+    used, whatever the probes would say (module doc, the border test)."""
+    from blurfield.restore import refine
+
+    size = 192
+    spread = torch.zeros(21, 21)
+    spread[10] = 1 / 21  # a 21 px line: the blur fills the window
+    y = _blurred_astronaut(spread, size)
+    monkeypatch.setattr(refine, "refine_kernel", lambda image, kernel, iterations: spread)
+    kernels, mixing = uniform_field(_blob()[None], size, size)
+    k, m, note = refine_field(y, kernels, mixing, window=size, probe=4)
+    assert k is kernels and m is mixing
+    assert "10% of its mass on the border of its 21x21 window" in note
+    k, m, note = refine_field(y, kernels, mixing, window=size, probe=4, edge=0.1)
+    assert note.startswith("refined kernel")  # below the threshold: the probes decide (the
+    # spread kernel is the true one here)
+
+
 def test_refine_kernel_of_a_flat_photo_is_the_start():
     start = _blob(9, 1.5)
     torch.testing.assert_close(refine_kernel(torch.full((3, 64, 64), 0.5), start), start)
@@ -177,3 +206,35 @@ def test_check_refine_names_the_key():
         check_refine(10, 384, 0, 256)
     with pytest.raises(ValueError, match="no_harm_window"):
         check_refine(10, 384, 10, -1)
+
+
+def test_the_refinements_probes_take_the_restore_sections_rl_options(monkeypatch):
+    """``blurfield estimate`` / ``deblur`` pass the ``restore`` section's RL options to the
+    probes with which the refinement compares the two fields (as the no-harm rule runs its
+    own); :func:`blurfield.api.estimate` without them uses RL's defaults."""
+    from blurfield import api
+    from blurfield.commands import estimate_options
+    from blurfield.config import RLOptions, load_config
+    from blurfield.models.estimator import KernelEstimator
+    from blurfield.restore import refine
+    from blurfield.restore.noharm import PROBE_OPTIONS
+
+    rc = load_config(overrides=["restore.saturation=false", "restore.tv_weight=0.01",
+                                "restore.iterations=3"]).restore
+    options = estimate_options(rc)
+    assert set(options["rl"]) == set(PROBE_OPTIONS)
+    assert options["rl"]["saturation"] is False and options["rl"]["tv_weight"] == 0.01
+    assert estimate_options(rc, {"saturation": True, "iterations": 3})["rl"] == {
+        "saturation": True}  # evaluate's protocol settings; names outside the probes dropped
+
+    seen = []
+    monkeypatch.setattr(refine, "refine_field", lambda image, k, m, **kw: seen.append(kw)
+                        or (k, m, "spy"))
+    model = KernelEstimator(n_basis=4, kernel_size=33, base_width=4).eval()
+    photo = np.full((64, 64, 3), 0.5, dtype=np.float32)
+    api.estimate(photo, model, **options)
+    api.estimate(photo, model)
+    assert seen[0]["saturation"] is False and seen[0]["tv_weight"] == 0.01
+    defaults = RLOptions()
+    assert {k: seen[1][k] for k in PROBE_OPTIONS} == {k: getattr(defaults, k)
+                                                    for k in PROBE_OPTIONS}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,27 +41,32 @@ def parse_scale(value: Any) -> float | str:
         raise UserError(f"restore.scale (--scale): {e}") from None
 
 
-def estimate_options(rc: Any) -> dict[str, Any]:
+def estimate_options(rc: Any, rl: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The keyword arguments of :func:`blurfield.api.estimate` (and
     :func:`blurfield.restore.refine.estimate_field`) from the ``restore`` section:
     ``estimate_tile`` (0 or a positive multiple of 32), ``estimate_elements`` (a count >= 0),
     ``refine_iterations``, ``refine_margin``, ``refine_window``, and the no-harm rule's
-    ``no_harm_probe`` and ``no_harm_window``, with which the refinement compares its kernel
-    to the network's field; a bad value is refused as a :class:`UserError` that names the
+    ``no_harm_probe``, ``no_harm_window`` and RL options (``rl`` by name, None: the
+    section's own), with which the refinement compares its kernel to the network's field
+    as the rule will; a bad value is refused as a :class:`UserError` that names the
     option."""
+    from blurfield.config import RLOptions
     from blurfield.models.tiled import check_tile
+    from blurfield.restore.noharm import PROBE_OPTIONS
     from blurfield.restore.refine import check_refine
 
     try:
         tile = check_tile(rc.estimate_tile, rc.estimate_elements)
         check_refine(rc.refine_iterations, rc.refine_window, rc.no_harm_probe,
                      rc.no_harm_window)
+        probe_rl = RLOptions.make(rc).rl_kwargs() if rl is None else rl
     except (TypeError, ValueError) as e:
         raise UserError(f"restore.{e}") from None
     return {"tile": tile, "elements": int(rc.estimate_elements),
             "refine": int(rc.refine_iterations), "refine_margin": float(rc.refine_margin),
             "refine_window": int(rc.refine_window), "probe": int(rc.no_harm_probe),
-            "probe_window": int(rc.no_harm_window)}
+            "probe_window": int(rc.no_harm_window),
+            "rl": {k: v for k, v in probe_rl.items() if k in PROBE_OPTIONS}}
 
 
 def load_model(rc: DictConfig):

@@ -217,7 +217,7 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
     g = float(s.gamma if s.gamma is not None else sample.meta["gamma"])
 
     def estimate(v: Tensor) -> tuple[Tensor, Tensor]:
-        kernels, mixing, _ = estimate_field(method.model, v, gamma=g, **s.estimate, **rl)
+        kernels, mixing, _ = estimate_field(method.model, v, gamma=g, **s.estimate)
         return kernels, mixing
 
     res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,

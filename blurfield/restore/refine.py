@@ -22,15 +22,25 @@ padded to be smooth when wrapped, :func:`periodic_pad`):
 
 The result is one kernel for the photo. It replaces the network's field only when the
 photo says so (:func:`refine_field`): it must be at least ``MIN_BLUR`` px long (on a sharp
-photo the alternation ends near a delta), and after ``probe`` RL iterations on the no-harm
-rule's probe windows the share of the reblur error it leaves must be below the field's by
-``margin`` in log (``log(U_field / U_refined) > margin``). The uniform kernel cannot hold
-several motions, so on a photo that has them the field is kept.
+photo the alternation ends near a delta), have at most ``EDGE_MASS`` of its mass on the
+border of its K x K window, and after ``probe`` RL iterations on the no-harm rule's probe
+windows the share of the reblur error it leaves must be below the field's by ``margin`` in
+log (``log(U_field / U_refined) > margin``). The uniform kernel cannot hold several
+motions, so on a photo that has them the field is kept.
+
+The border test: on smooth or finely textured photos (the L0 prior's weak case) the
+alternation can spread the kernel over its whole window, 30+ px long, and such a kernel
+may still explain the photo's reblur error better than the field while RL with it costs
+several dB. On the tuning set (docs/experiments.md, "Refining the kernel"), of the 11
+refined kernels with more than 3% of their mass on the border (4–9%) 10 restored worse than
+the field (by 0.1 to 11 dB) and one better (0.6 dB); every other kernel that restored
+better had at most 1.7%.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -49,6 +59,7 @@ BETA_MAX = 1e5  # half-quadratic splitting ends here
 PRUNE = 0.05  # kernel taps below this fraction of the peak are removed
 COMPONENT = 0.1  # connected pieces with less than this fraction of the heaviest's mass go
 MIN_BLUR = 2.5  # px; a refined kernel shorter than this says the photo is nearly sharp
+EDGE_MASS = 0.03  # a refined kernel with more of its mass on its window's border is not used
 
 
 def periodic_pad(y: Tensor, pad: int) -> Tensor:
@@ -170,6 +181,13 @@ def refine_kernel(image: Tensor, kernel: Tensor, iterations: int = 10) -> Tensor
     return c.flip(-1, -2).to(kernel)
 
 
+def edge_mass(kernel: Tensor) -> float:
+    """The share of a (K, K) kernel's mass on the outermost taps of its window (the border
+    ring, 4 K - 4 taps)."""
+    total = kernel.sum()
+    return float((total - kernel[1:-1, 1:-1].sum()) / total.clamp(min=1e-30))
+
+
 def centre_crop(image: Tensor, side: int) -> Tensor:
     """The centre ``side x side`` of (..., H, W) (each side at most what there is)."""
     h, w = image.shape[-2:]
@@ -181,7 +199,7 @@ def centre_crop(image: Tensor, side: int) -> Tensor:
 def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: int = 10,
                  margin: float = 0.3, window: int = 384, probe: int = 10,
                  probe_window: int = 256, min_blur: float = MIN_BLUR,
-                 **rl: Any) -> tuple[Tensor, Tensor, str]:
+                 edge: float = EDGE_MASS, **rl: Any) -> tuple[Tensor, Tensor, str]:
     """The refined uniform field of ``image`` if it explains the photo better, else the
     field as given (module doc).
 
@@ -189,7 +207,9 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     ``window``: side of the centre square the kernel is refined on; a refined kernel whose
     line-equivalent length (:func:`~blurfield.restore.noharm.blur_extent`) is below
     ``min_blur`` px is not used (on a sharp photo the alternation ends near a delta, which
-    explains the photo best and would be taken for a small blur); ``probe``,
+    explains the photo best and would be taken for a small blur), nor one with more than
+    ``edge`` of its mass on the border of its K x K window (:func:`edge_mass`: cut off by
+    the window, or an alternation that spread instead of converging); ``probe``,
     ``probe_window``: the no-harm rule's probe length and windows
     (:func:`blurfield.restore.noharm.probe_windows`); ``rl``: RL options for the probes.
     Returns (kernels, mixing, note): (1, 1, K, K) and ones, or the inputs, and one line
@@ -202,6 +222,12 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     if length < min_blur:
         return kernels, mixing, (f"network's field kept (the refined kernel is {length:.1f} px "
                                  f"long, below {min_blur:g} px: the photo looks nearly sharp)")
+    border = edge_mass(refined)
+    if border > edge:
+        k = refined.shape[-1]
+        return kernels, mixing, (f"network's field kept (the refined kernel has "
+                                 f"{100 * border:.0f}% of its mass on the border of its "
+                                 f"{k}x{k} window: cut off or not converged)")
     opts = {k: rl[k] for k in PROBE_OPTIONS if k in rl}
     v, m = probe_windows(image, mixing, probe_window)
     u_field = unexplained(v, kernels, m.to(v), probe, opts)
@@ -231,15 +257,15 @@ def check_refine(iterations: int, window: int, probe: int = 10, probe_window: in
 def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: int = 0, *,
                    gamma: float = 2.2, refine: int = 10, refine_margin: float = 0.3,
                    refine_window: int = 384, probe: int = 10, probe_window: int = 256,
-                   **rl: Any) -> tuple[Tensor, Tensor, str]:
+                   rl: Mapping[str, Any] | None = None) -> tuple[Tensor, Tensor, str]:
     """The estimator's field of (1, C, H, W) display ``image`` in tiles
     (:func:`~blurfield.models.tiled.estimate_tiled`), then, with ``refine`` iterations > 0,
     :func:`refine_field` on its linear values (``gamma``). Returns kernels (1, B', K, K),
     mixing (1, B', H, W) and the refinement's note ("" when off). ``probe``,
     ``probe_window``: the no-harm rule's probe length and windows (``restore.no_harm_probe``
-    and ``no_harm_window``), with which the refinement compares the two fields; ``rl``: RL
-    options, those of :data:`~blurfield.restore.noharm.PROBE_OPTIONS` go to the probes, the
-    others are ignored."""
+    and ``no_harm_window``), with which the refinement compares the two fields; ``rl``: the
+    RL options of those probes by name (the ``restore`` section's; those not in
+    :data:`~blurfield.restore.noharm.PROBE_OPTIONS` are ignored; None: RL's defaults)."""
     check_refine(refine, refine_window, probe, probe_window)
     kernels, mixing = estimate_tiled(model, image, tile, elements)
     if refine == 0:
@@ -247,4 +273,4 @@ def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: i
     return refine_field(to_linear(image.float(), gamma), kernels, mixing, iterations=refine,
                         margin=refine_margin, window=refine_window, probe=probe,
                         probe_window=probe_window,
-                        **{k: v for k, v in rl.items() if k in PROBE_OPTIONS})
+                        **{k: v for k, v in (rl or {}).items() if k in PROBE_OPTIONS})
