@@ -9,7 +9,9 @@ centre-cropped to at most ``--size`` px and blurred by three layers,
 - layer 2: a random ellipse on top (a moving object);
 
 each with a straight **linear motion** kernel (``blurfield.physics.kernels.line_kernel``,
-length 9–25 px, its own direction at least 30° from the others), centred in K x K. The
+length 9–25 px, its own direction at least 30° from the others), centred in K x K. With
+``--one-motion`` each photo is blurred by its background kernel alone, over the whole photo
+(the same photos and kernels: a camera shake with nothing else moving). The
 blur itself is the project's synthesis (``data_prep.synth.synthesize``: smoothed,
 normalised masks, gamma 2.2, no noise), so the ground-truth field is known and the samples
 are scored like any held-out synthetic set::
@@ -47,6 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """handmade's own flags; K and the seed are ``shards.*`` keys (:data:`ALIASES`)."""
     parser.add_argument("--out", default="data/handmade", help="output folder")
     parser.add_argument("--size", type=int, default=384, help="largest crop side (px)")
+    parser.add_argument("--one-motion", action="store_true",
+                        help="blur each photo by its background layer's kernel only")
 
 
 def photo(name: str, size: int) -> np.ndarray:
@@ -95,8 +99,10 @@ def layer_map(size: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def make(name: str, index: int, size: int, kernel_size: int, seed: int) -> Sample:
-    """The hand-made sample of photo ``name`` (deterministic in ``seed`` and ``index``)."""
+def make(name: str, index: int, size: int, kernel_size: int, seed: int,
+         one_motion: bool = False) -> Sample:
+    """The hand-made sample of photo ``name`` (deterministic in ``seed`` and ``index``);
+    ``one_motion``: its background kernel alone over the whole photo (one layer)."""
     from data_prep.synth import synthesize
 
     rng = np.random.default_rng([seed, index])
@@ -105,6 +111,8 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int) -> Sampl
     lengths = rng.choice(np.arange(9, min(25, kernel_size) + 1, 2), 3)
     kernels = np.stack([motion_kernel(int(n), a, kernel_size)
                         for n, a in zip(lengths, angles(rng, 3), strict=True)])
+    if one_motion:
+        layers, kernels = np.zeros_like(layers), kernels[:1]
     blurry = synthesize(sharp, layers, kernels, 1.0, 2.2, True)
     meta = make_meta(has_field=True, brightness=1.0, gamma=2.2, kernel_size=kernel_size,
                      normalize_masks=True, noise=None, seed=int(seed), kernel_ids=[],
@@ -114,7 +122,7 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int) -> Sampl
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     """Write ``--out``/handmade-000000.tar: one sample per photo of :data:`PHOTOS`, with
-    ``shards.kernel_size`` and ``shards.seed``."""
+    ``shards.kernel_size`` and ``shards.seed`` (``--one-motion``: one layer each)."""
     from blurfield.data.writer import write_shard
 
     sc = as_config(cfg.shards)
@@ -126,7 +134,7 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     if args.size < 64:
         raise UserError(f"--size {args.size}: must be >= 64")
     path = Path(args.out) / "handmade-000000.tar"
-    n = write_shard(path, (encode_sample(make(name, i, args.size, k, seed))
+    n = write_shard(path, (encode_sample(make(name, i, args.size, k, seed, args.one_motion))
                            for i, name in enumerate(PHOTOS)))
     print(f"wrote {n} samples to {path}")
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import webdataset as wds
 from helpers.moments import axes
 
@@ -61,6 +62,27 @@ def test_command_writes_samples_whose_blur_is_their_field(tmp_path):
              padding="valid")
     ref = to_display(v.clamp(0, 1), 2.2)[0].permute(1, 2, 0).numpy() * 255
     got = s.blurry[k // 2 : k // 2 + win[2], k // 2 : k // 2 + win[3]].astype(np.float64)
+    assert np.abs(got - ref).max() <= 1.0  # 8-bit rounding
+
+
+def test_one_motion_is_the_background_kernel_over_the_whole_photo(tmp_path):
+    """``--one-motion``: the same photos and background kernels, one layer each, and the
+    blurry photo is that one kernel applied everywhere (a uniform blur, direct formula)."""
+    three, one = tmp_path / "three", tmp_path / "one"
+    for out, flags in ((three, []), (one, ["--one-motion"])):
+        assert main(["handmade", "--out", str(out), "--size", "96", "--seed", "5", *flags]) == 0
+    read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
+        str(d / "handmade-000000.tar"), shardshuffle=False)]
+    for a, b in zip(read(three), read(one), strict=True):
+        assert b.kernels.shape == (1, 33, 33) and not b.layers.any()
+        np.testing.assert_array_equal(b.kernels[0], a.kernels[0])
+        np.testing.assert_array_equal(b.sharp, a.sharp)
+    s, k = b, 33
+    x = sharp_linear(s).double()  # (3, H, W) linear
+    ref = torch.nn.functional.conv2d(x[:, None], torch.from_numpy(s.kernels[:1]).double()
+                                     [None], padding=0)[:, 0]  # correlation, valid
+    ref = to_display(ref.clamp(0, 1), 2.2).permute(1, 2, 0).numpy() * 255
+    got = s.blurry[k // 2 : 96 - k // 2, k // 2 : 96 - k // 2].astype(np.float64)
     assert np.abs(got - ref).max() <= 1.0  # 8-bit rounding
 
 
