@@ -35,8 +35,8 @@ import torch
 
 from blurfield.data.schema import Sample, hard_masks, make_meta
 from blurfield.physics import correlate, pad, to_display, to_linear
-from blurfield.physics.blur import normalize_masks as simplex_masks  # (name taken below)
 from blurfield.physics.camera import TOE
+from blurfield.physics.fields import normalize_masks as simplex_masks  # (name taken below)
 
 SYNTH_VERSION = 2  # in the shards' fingerprint: bump when the bytes of a sample change
 

@@ -218,7 +218,7 @@ def test_per_pixel_kernels_and_smooth_masks():
 
 
 def test_normalize_masks_matches_smooth_masks_and_falls_back_to_hard():
-    from blurfield.physics.blur import normalize_masks
+    from blurfield.physics import normalize_masks
 
     hard = torch.zeros(1, 2, 12, 14, dtype=torch.float64)
     hard[:, 1, :, :7] = 1  # layer 1 = left half, layer 0 = right half

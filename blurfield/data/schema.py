@@ -223,7 +223,7 @@ def gt_field(sample: Sample, window: tuple[int, int, int, int]) -> GTField:
     the whole scene) and normalised when ``meta.normalize_masks``. The window must lie at
     least ``K // 2`` from every border.
     """
-    from blurfield.physics.blur import smooth_masks
+    from blurfield.physics.fields import smooth_masks
 
     if not sample.has_field or sample.kernels is None or sample.layers is None:
         raise SampleError(f"sample {sample.key}: has no blur field")

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blurfield.physics.blur import mean_kernel  # noqa: F401 (re-exported)
+from blurfield.physics.fields import mean_kernel  # noqa: F401 (re-exported)
 from blurfield.physics.moments import anisotropy, field_covariance  # noqa: F401 (re-exported)
 
 SSIM_SIGMA = 1.5

@@ -1,4 +1,5 @@
-"""Pure tensor functions: the blur-field operator, its adjoint, and the camera model."""
+"""Pure tensor functions: the blur-field operator, its adjoint, fields as data, and the
+camera model."""
 
 from blurfield.physics.blur import (
     BlurField,
@@ -7,15 +8,18 @@ from blurfield.physics.blur import (
     check_field,
     correlate,
     ht_one,
-    mean_kernel,
     pad,
     pad_adjoint,
-    per_pixel_kernels,
-    smooth_masks,
     smooth_size,
-    uniform_field,
 )
 from blurfield.physics.camera import reblur, saturate, saturate_grad, to_display, to_linear
+from blurfield.physics.fields import (
+    mean_kernel,
+    normalize_masks,
+    per_pixel_kernels,
+    smooth_masks,
+    uniform_field,
+)
 from blurfield.physics.lowrank import PrincipalField, principal_kernels
 
 __all__ = [
@@ -27,6 +31,7 @@ __all__ = [
     "correlate",
     "ht_one",
     "mean_kernel",
+    "normalize_masks",
     "pad",
     "pad_adjoint",
     "per_pixel_kernels",
