@@ -75,19 +75,20 @@ def periodic_pad(y: Tensor, pad: int) -> Tensor:
 
 
 def _otf(kernel: Tensor, shape: tuple[int, int]) -> Tensor:
-    """FFT at ``shape`` of a (K, K) convolution kernel centred at ``K // 2``."""
+    """Real FFT (``rfft2``, half the spectrum) at ``shape`` of a (K, K) convolution kernel
+    centred at ``K // 2``."""
     k = kernel.shape[-1]
     z = kernel.new_zeros(shape)
     z[:k, :k] = kernel
-    return torch.fft.fft2(torch.roll(z, (-(k // 2), -(k // 2)), (0, 1)))
+    return torch.fft.rfft2(torch.roll(z, (-(k // 2), -(k // 2)), (0, 1)))
 
 
 def _difference_otfs(shape: tuple[int, int], dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-    """FFTs of the forward differences ``x[i+1] - x[i]`` along x and y (circular)."""
+    """Real FFTs of the forward differences ``x[i+1] - x[i]`` along x and y (circular)."""
     dx, dy = torch.zeros(shape, dtype=dtype), torch.zeros(shape, dtype=dtype)
     dx[0, 0] = dy[0, 0] = -1
     dx[0, -1] = dy[-1, 0] = 1
-    return torch.fft.fft2(dx), torch.fft.fft2(dy)
+    return torch.fft.rfft2(dx), torch.fft.rfft2(dy)
 
 
 def _gradients(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -100,15 +101,15 @@ def sharp_latent(y: Tensor, kernel: Tensor, lam: float, beta_max: float = BETA_M
     shape = tuple(y.shape[-2:])
     c = _otf(kernel.to(y.dtype), shape)
     dx, dy = _difference_otfs(shape, y.dtype)
-    data = c.conj() * torch.fft.fft2(y)
+    data = c.conj() * torch.fft.rfft2(y)
     den_c, den_d = c.abs().square(), dx.abs().square() + dy.abs().square()
     x, beta = y, 2 * lam
     while beta < beta_max:
         gx, gy = _gradients(x)
         keep = (gx.square() + gy.square()) >= lam / beta
-        num = data + beta * (dx.conj() * torch.fft.fft2(gx * keep)
-                             + dy.conj() * torch.fft.fft2(gy * keep))
-        x = torch.fft.ifft2(num / (den_c + beta * den_d)).real
+        num = data + beta * (dx.conj() * torch.fft.rfft2(gx * keep)
+                             + dy.conj() * torch.fft.rfft2(gy * keep))
+        x = torch.fft.irfft2(num / (den_c + beta * den_d), s=shape)
         beta *= 2
     return x
 
@@ -119,10 +120,10 @@ def kernel_from_gradients(x: Tensor, y: Tensor, size: int, gamma: float = GAMMA)
     centred at ``size // 2``, not yet cleaned. x, y (H, W)."""
     num, den = 0, gamma
     for gx, gy in zip(_gradients(x), _gradients(y)):
-        fx = torch.fft.fft2(gx)
-        num = num + fx.conj() * torch.fft.fft2(gy)
+        fx = torch.fft.rfft2(gx)
+        num = num + fx.conj() * torch.fft.rfft2(gy)
         den = den + fx.abs().square()
-    c = torch.fft.ifft2(num / den).real
+    c = torch.fft.irfft2(num / den, s=tuple(x.shape[-2:]))
     return torch.roll(c, (size // 2, size // 2), (0, 1))[:size, :size]
 
 
