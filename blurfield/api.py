@@ -220,8 +220,8 @@ def estimate(
             the refinement compares the two fields (the no-harm rule's
             ``restore.no_harm_probe`` and ``no_harm_window``).
         rl: the RL options of those probes by name, as the no-harm rule takes them
-            (saturation, tv_weight, method, sat_threshold, z_dilate, skip_tol, rank_tol;
-            other names are ignored); None: :class:`~blurfield.config.RLOptions`' defaults.
+            (:data:`blurfield.restore.noharm.PROBE_OPTIONS`; other names are ignored);
+            None: :class:`~blurfield.config.RLOptions`' defaults.
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
