@@ -222,13 +222,13 @@ def test_the_refinements_probes_take_the_restore_sections_rl_options(monkeypatch
     rc = load_config(overrides=["restore.saturation=false", "restore.tv_weight=0.01",
                                 "restore.iterations=3"]).restore
     options = estimate_options(rc)
-    assert set(options["rl"]) == set(PROBE_OPTIONS)
+    assert set(PROBE_OPTIONS) <= set(options["rl"])
     assert options["rl"]["saturation"] is False and options["rl"]["tv_weight"] == 0.01
-    assert estimate_options(rc, {"saturation": True, "iterations": 3})["rl"] == {
-        "saturation": True}  # evaluate's protocol settings; names outside the probes dropped
+    protocol = {"saturation": True, "iterations": 3}  # evaluate's own settings
+    assert estimate_options(rc, protocol)["rl"] == protocol
 
     seen = []
-    monkeypatch.setattr(refine, "refine_field", lambda image, k, m, **kw: seen.append(kw)
+    monkeypatch.setattr(refine, "refine_field", lambda image, k, m, **kw: seen.append(kw["rl"])
                         or (k, m, "spy"))
     model = KernelEstimator(n_basis=4, kernel_size=33, base_width=4).eval()
     photo = np.full((64, 64, 3), 0.5, dtype=np.float32)
@@ -238,3 +238,24 @@ def test_the_refinements_probes_take_the_restore_sections_rl_options(monkeypatch
     defaults = RLOptions()
     assert {k: seen[1][k] for k in PROBE_OPTIONS} == {k: getattr(defaults, k)
                                                     for k in PROBE_OPTIONS}
+
+
+def test_refine_field_gives_its_probes_only_the_probe_options(monkeypatch):
+    """RL options outside :data:`PROBE_OPTIONS` (the restoration's iterations, padding, ...)
+    do not reach the probes, which set their own; the two probes get the same options."""
+    from blurfield.restore import refine
+
+    size = 128
+    y = _blurred_astronaut(line_kernel(21, 0.4, 15), size)
+    monkeypatch.setattr(refine, "refine_kernel", lambda image, kernel, iterations:
+                        line_kernel(21, 0.4, 15))
+    got = []
+    monkeypatch.setattr(refine, "unexplained", lambda v, k, m, probe, opts: got.append(opts)
+                        or 0.5)
+    kernels, mixing = uniform_field(_blob()[None], size, size)
+    refine_field(y, kernels, mixing, window=size, probe=4,
+                 rl={"saturation": False, "tv_weight": 0.01, "iterations": 3,
+                     "padding": "circular", "early_stop": True})
+    assert got == [{"saturation": False, "tv_weight": 0.01}] * 2
+    refine_field(y, kernels, mixing, window=size, probe=4)
+    assert got[2:] == [{}, {}]  # None: RL's defaults

@@ -52,7 +52,6 @@ def estimate_options(rc: Any, rl: Mapping[str, Any] | None = None) -> dict[str, 
     option."""
     from blurfield.config import RLOptions
     from blurfield.models.tiled import check_tile
-    from blurfield.restore.noharm import PROBE_OPTIONS
     from blurfield.restore.refine import check_refine
 
     try:
@@ -66,7 +65,7 @@ def estimate_options(rc: Any, rl: Mapping[str, Any] | None = None) -> dict[str, 
             "refine": int(rc.refine_iterations), "refine_margin": float(rc.refine_margin),
             "refine_window": int(rc.refine_window), "probe": int(rc.no_harm_probe),
             "probe_window": int(rc.no_harm_window),
-            "rl": {k: v for k, v in probe_rl.items() if k in PROBE_OPTIONS}}
+            "rl": dict(probe_rl)}
 
 
 def load_model(rc: DictConfig):

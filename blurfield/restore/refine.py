@@ -200,7 +200,8 @@ def centre_crop(image: Tensor, side: int) -> Tensor:
 def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: int = 10,
                  margin: float = 0.3, window: int = 384, probe: int = 10,
                  probe_window: int = 256, min_blur: float = MIN_BLUR,
-                 edge: float = EDGE_MASS, **rl: Any) -> tuple[Tensor, Tensor, str]:
+                 edge: float = EDGE_MASS,
+                 rl: Mapping[str, Any] | None = None) -> tuple[Tensor, Tensor, str]:
     """The refined uniform field of ``image`` if it explains the photo better, else the
     field as given (module doc).
 
@@ -212,7 +213,9 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     ``edge`` of its mass on the border of its K x K window (:func:`edge_mass`: cut off by
     the window, or an alternation that spread instead of converging); ``probe``,
     ``probe_window``: the no-harm rule's probe length and windows
-    (:func:`blurfield.restore.noharm.probe_windows`); ``rl``: RL options for the probes.
+    (:func:`blurfield.restore.noharm.probe_windows`); ``rl``: RL options for the probes by
+    name (those not in :data:`~blurfield.restore.noharm.PROBE_OPTIONS` are ignored; None:
+    RL's defaults).
     Returns (kernels, mixing, note): (1, 1, K, K) and ones, or the inputs, and one line
     saying which and why.
     """
@@ -229,7 +232,7 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
         return kernels, mixing, (f"network's field kept (the refined kernel has "
                                  f"{100 * border:.0f}% of its mass on the border of its "
                                  f"{k}x{k} window: cut off or not converged)")
-    opts = {k: rl[k] for k in PROBE_OPTIONS if k in rl}
+    opts = {k: v for k, v in (rl or {}).items() if k in PROBE_OPTIONS}
     v, m = probe_windows(image, mixing, probe_window)
     u_field = unexplained(v, kernels, m.to(v), probe, opts)
     u_refined = unexplained(v, uniform_k.to(v), torch.ones_like(m[:, :1]), probe, opts)
@@ -273,5 +276,4 @@ def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: i
         return kernels, mixing, ""
     return refine_field(to_linear(image.float(), gamma), kernels, mixing, iterations=refine,
                         margin=refine_margin, window=refine_window, probe=probe,
-                        probe_window=probe_window,
-                        **{k: v for k, v in (rl or {}).items() if k in PROBE_OPTIONS})
+                        probe_window=probe_window, rl=rl)
