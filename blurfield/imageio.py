@@ -10,7 +10,8 @@ channel, the estimator repeats it to 3 channels), ``bit_depth`` 8 or 16.
   write it); the EXIF orientation, if any, is applied the same way.
 - An alpha channel is dropped with a ``UserWarning`` naming the file.
 - Not an image, a truncated file, or an image smaller than ``min_size`` (e.g. the kernel)
-  raise ``ValueError`` with one line naming the file.
+  raise ``ValueError`` with one line naming the file (for a phone's HEIC photo, saying to
+  convert it to JPEG or PNG).
 
 ``write_image(path, image, bit_depth)`` writes PNG at 8 or 16 bits (JPEG at 8), atomically.
 """
@@ -29,6 +30,7 @@ from blurfield.fileio import write_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ORIENTATION_TAG = 0x0112
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")  # phones' default; Pillow has no decoder for it
 
 
 def _fail(path: Path, what: str) -> ValueError:
@@ -115,7 +117,10 @@ def read_image(path: str | Path, min_size: int = 1) -> tuple[np.ndarray, int]:
             image, depth = _read_pillow(path)
     except Exception as e:  # Pillow/pypng raise many kinds; keep the first line
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise _fail(path, f"not a readable image ({msg})") from None
+        hint = ""
+        if path.suffix.lower() in HEIF_SUFFIXES:
+            hint = "; HEIC/HEIF photos are not read here: convert it to JPEG or PNG first"
+        raise _fail(path, f"not a readable image ({msg}){hint}") from None
     h, w = image.shape[:2]
     if min(h, w) < min_size:
         raise _fail(path, f"image is {w}x{h} pixels, smaller than the {min_size}x{min_size} "

@@ -142,8 +142,13 @@ def test_deblur_with_a_downscaled_field_restores_the_full_photo():
 def test_read_rejects_non_images_truncated_and_tiny_files(tmp_path):
     text = tmp_path / "notes.png"
     text.write_text("hello")
-    with pytest.raises(ValueError, match="notes.png.*not a readable image"):
+    with pytest.raises(ValueError, match="notes.png.*not a readable image") as e:
         read_image(text)
+    assert "HEIC" not in str(e.value)
+    phone = tmp_path / "IMG_0001.HEIC"  # an iPhone's photo (here only its container box)
+    phone.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    with pytest.raises(ValueError, match="IMG_0001.HEIC.*convert it to JPEG or PNG"):
+        read_image(phone)
     good = tmp_path / "good.png"
     write_image(good, camera(40, 50))
     cut = tmp_path / "cut.png"

@@ -26,6 +26,7 @@ from blurfield.restore import (
     upscale_mixing,
     upscaled_kernel_size,
 )
+from blurfield.restore.rl import box3, erode3
 from blurfield.restore.tiles import auto_overlap
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -175,6 +176,25 @@ def test_early_stop_keeps_the_best_iterate():
 # --------------------------------------------------------------------------- pieces
 
 
+def test_refuses_a_bad_field_or_photo_once_up_front():
+    """RL checks its inputs at the start (its operator then checks nothing per iteration)."""
+    size = 40
+    kernels = torch.full((1, 1, 9, 9), 1 / 81)
+    mixing = torch.ones(1, 1, size, size)
+    v = torch.full((1, 3, size, size), 0.5)
+    with pytest.raises(ValueError, match="does not sum to 1"):
+        richardson_lucy(v, kernels * 2, mixing, iterations=1)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        richardson_lucy(-v, kernels, mixing, iterations=1)
+    with pytest.raises(ValueError, match="does not match mixing"):
+        richardson_lucy(v[..., :-1], kernels, mixing, iterations=1)
+    small = torch.ones(1, 1, 8, 8)
+    with pytest.raises(ValueError, match=r"image \(8, 8\) is smaller than the kernel 9"):
+        richardson_lucy(v[..., :8, :8], kernels, small, iterations=1)
+    assert richardson_lucy(v[..., :9, :9], kernels, small[..., :1, :1].expand(1, 1, 9, 9),
+                           iterations=1).image.shape == (1, 3, 9, 9)
+
+
 def test_reliable_mask_is_a_dilated_hole_around_clipped_pixels():
     v = torch.full((1, 3, 9, 9), 0.5)
     v[0, 1, 4, 4] = 0.995  # one channel of one pixel clipped
@@ -193,6 +213,18 @@ def test_bright_split_is_zero_in_the_dark_and_one_inside_bright_areas():
     assert s[..., 3:8, 3:8].eq(1).all()
     assert 0.5 < s[0, 0, 2, 5] < 1 and 0 < s[0, 0, 1, 5] < 0.5  # grown by one pixel, smoothed
     assert s[..., 0, :].eq(0).all() and s[..., 10:, :].eq(0).all()
+
+
+def test_erode3_and_box3_equal_kornia():
+    x = torch.rand(2, 3, 13, 17, dtype=torch.float64)
+    binary = (x < 0.7).double()
+    for image in (x, binary):
+        torch.testing.assert_close(erode3(image),
+                                   kornia.morphology.erosion(image, image.new_ones(3, 3)),
+                                   rtol=0, atol=0)
+        torch.testing.assert_close(box3(image),
+                                   kornia.filters.box_blur(image, 3, border_type="replicate"),
+                                   rtol=0, atol=1e-12)
 
 
 def test_sobel_equals_kornia():

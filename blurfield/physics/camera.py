@@ -52,6 +52,8 @@ def saturate(x: Tensor, a: float = SATURATION_A) -> Tensor:
     for x >= 0, and a zero gradient there would stall black pixels).
     """
     r = x - F.softplus(a * (x - 1.0)) / a
+    if not r.requires_grad:  # the same values in one pass (RL, no autograd)
+        return r.clamp_(min=0)
     return r + (r.clamp(min=0) - r).detach()
 
 

@@ -92,9 +92,27 @@ def bright_split(x: Tensor, threshold: float = 0.99) -> Tensor:
     unsat = (x < threshold).to(x.dtype)
     if bool(unsat.all()):
         return torch.zeros_like(x)
-    unsat = kornia.morphology.erosion(unsat, unsat.new_ones(3, 3))
-    unsat = kornia.filters.box_blur(unsat, 3, border_type="replicate")
-    return 1.0 - unsat
+    return 1.0 - box3(erode3(unsat))
+
+
+def _three(xp: Tensor, dim: int, op: Callable[[Tensor, Tensor], Tensor]) -> Tensor:
+    """``op`` over the three neighbours along ``dim`` of a padded image: two shorter."""
+    n = xp.shape[dim]
+    return op(op(xp.narrow(dim, 0, n - 2), xp.narrow(dim, 1, n - 2)), xp.narrow(dim, 2, n - 2))
+
+
+def erode3(x: Tensor) -> Tensor:
+    """The minimum over each pixel's 3 x 3 neighbourhood within the image (N, C, H, W):
+    ``kornia.morphology.erosion(x, ones(3, 3))`` (tested), in slices, ~5x faster here."""
+    xp = F.pad(x, (1, 1, 1, 1), value=float("inf"))
+    return _three(_three(xp, -2, torch.minimum), -1, torch.minimum)
+
+
+def box3(x: Tensor) -> Tensor:
+    """The 3 x 3 mean with replicate border (N, C, H, W): ``kornia.filters.box_blur(x, 3,
+    border_type="replicate")`` (tested), in slices, ~15x faster here."""
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    return _three(_three(xp, -2, torch.add), -1, torch.add) / 9
 
 
 def _smooth(xp: Tensor, dim: int) -> Tensor:
@@ -135,21 +153,17 @@ def tv_denominator(x: Tensor, weight: float, eps: float = 1e-9) -> Tensor:
     return (1.0 - weight * div).clamp(min=TV_MIN_DENOMINATOR)
 
 
-def _reblur_error(hx: Tensor, v: Tensor, saturation: bool) -> float:
-    r = saturate(hx) if saturation else hx
-    return float((r - v).square().mean())
-
-
-def _operator(kernels: Tensor, mixing: Tensor, padding: str, opts: RLOptions,
-              check: bool) -> tuple[BlurField, bool]:
+def _operator(kernels: Tensor, mixing: Tensor, padding: str,
+              opts: RLOptions) -> tuple[BlurField, bool]:
     """The field's operator, on its principal kernels when ``rank_tol`` makes it smaller
-    (then True: its kernels and mixing are signed)."""
+    (then True: its kernels and mixing are signed). It checks nothing: RL checks the field
+    and the photo once, and its own iterates need no check at every application."""
     if opts.rank_tol is not None:
         field = principal_kernels(kernels, mixing, opts.rank_tol)
         if field is not None:
             return BlurField(field.kernels, field.mixing(mixing), padding=padding,
                              method=opts.method, check=False, skip_tol=None), True
-    return BlurField(kernels, mixing, padding=padding, method=opts.method, check=check,
+    return BlurField(kernels, mixing, padding=padding, method=opts.method, check=False,
                      skip_tol=opts.skip_tol), False
 
 
@@ -226,9 +240,12 @@ def richardson_lucy(
                              f"{tuple(mixing.shape)} (expected (N, C, H, W) of the same H, W)")
         if not torch.isfinite(v).all() or v.min() < 0:
             raise ValueError("blurry_linear: must be finite and >= 0 (linear light)")
+        if padding != "valid" and min(v.shape[-2:]) < kernels.shape[-1]:
+            raise ValueError(f"blurry_linear: image {tuple(v.shape[-2:])} is smaller than "
+                             f"the kernel {kernels.shape[-1]}")
     if iterations < 0:
         raise ValueError(f"iterations: must be >= 0, got {iterations}")
-    op, signed = _operator(kernels.to(v.dtype), mixing.to(v.dtype), padding, opts, check)
+    op, signed = _operator(kernels.to(v.dtype), mixing.to(v.dtype), padding, opts)
     x = pad(v, op.kernel_size, "same") if padding == "valid" else v
     x = x.clamp(min=0)
     col_sums = op.ht_one().clamp(min=eps)  # (N, 1, H, W)
@@ -249,7 +266,8 @@ def richardson_lucy(
         hx = op.forward(x)
         if signed:  # a weighted mean of x in the exact operator: held there
             hx = hx.clamp(*blur_range(x, k, padding))
-        err = _reblur_error(hx, v, saturation)
+        r = saturate(hx) if saturation else hx  # R(Hx): the error's and the update's
+        err = float((r - v).square().mean())
         errors.append(err)
         if callback is not None:
             callback(t, x, err)
@@ -260,7 +278,7 @@ def richardson_lucy(
         if t == iterations or (stop_error is not None and err <= stop_error):
             break
         if saturation:
-            r, dr = saturate(hx), saturate_grad(hx)
+            dr = saturate_grad(hx)
             common = v * dr / r.clamp(min=eps)
             a_s = common + 1.0 - dr
             if z_all_ones:  # then a_U = a_S: one update for every pixel
