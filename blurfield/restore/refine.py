@@ -13,8 +13,10 @@ padded to be smooth when wrapped, :func:`periodic_pad`):
    (:func:`sharp_latent`): ``g = ∇x`` where ``|∇x|² >= lam / beta`` else 0, then
    ``x = F^-1[(conj(C) Y + beta sum_d conj(D_d) G_d) / (|C|² + beta sum_d |D_d|²)]``,
    ``beta`` doubling from ``2 lam`` to ``BETA_MAX``;
-2. kernel: ``c = argmin sum_d |∇_d x * c - ∇_d y|² + gamma |c|²`` in closed form
-   (:func:`kernel_from_gradients`), cut to K x K, then cleaned (:func:`prune_kernel`:
+2. kernel: ``c = argmin sum_d |∇_d x * c - ∇_d y|² + gamma |c|²`` over K x K kernels, by
+   least squares on the window (:func:`kernel_from_gradients`; the per-frequency closed
+   form over the whole image, cut to K x K afterwards, restored worse on every tuning and
+   held-out set but one: docs/experiments.md), then cleaned (:func:`prune_kernel`:
    non-negative, taps below ``PRUNE`` of the peak and 8-connected pieces with less than
    ``COMPONENT`` of the heaviest piece's mass removed) and centred on its centroid
    (:func:`centre_kernel`, the convention of the training kernels);
@@ -39,6 +41,7 @@ better had at most 1.7%.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -114,17 +117,34 @@ def sharp_latent(y: Tensor, kernel: Tensor, lam: float, beta_max: float = BETA_M
     return x
 
 
+@functools.lru_cache(maxsize=4)
+def _tap_offsets(size: int) -> tuple[Tensor, Tensor]:
+    """The offsets ``p`` (size², 2) of a (size, size) kernel's taps from its centre tap
+    ``size // 2``, row-major, and their differences ``p - q`` (size², size², 2)."""
+    o = torch.arange(size) - size // 2
+    p = torch.stack(torch.meshgrid(o, o, indexing="ij"), -1).reshape(-1, 2)
+    return p, p[:, None] - p[None]
+
+
 def kernel_from_gradients(x: Tensor, y: Tensor, size: int, gamma: float = GAMMA) -> Tensor:
-    """``argmin_c sum_d |∇_d x * c - ∇_d y|² + gamma |c|²`` over full-size ``c`` (closed form
-    per frequency), cut to the (size, size) window around its origin: a convolution kernel
-    centred at ``size // 2``, not yet cleaned. x, y (H, W)."""
-    num, den = 0, gamma
+    """``argmin_c sum_d |∇_d x * c - ∇_d y|² + gamma |c|²`` over convolution kernels ``c`` on
+    the (size, size) window centred at ``size // 2`` (circular): the normal equations
+    ``(A + gamma I) c = b`` with ``A[p, q] = R(p - q)``, ``R = sum_d ∇_d x ⋆ ∇_d x`` the
+    gradients' autocorrelation and ``b[p] = (sum_d ∇_d x ⋆ ∇_d y)(p)``, both by FFT, solved
+    by Cholesky (a Gram matrix plus ``gamma I``: positive definite for ``gamma > 0``;
+    size² unknowns). Not yet cleaned. x, y (H, W)."""
+    shape = tuple(x.shape[-2:])
+    auto, cross = 0, 0
     for gx, gy in zip(_gradients(x), _gradients(y)):
         fx = torch.fft.rfft2(gx)
-        num = num + fx.conj() * torch.fft.rfft2(gy)
-        den = den + fx.abs().square()
-    c = torch.fft.irfft2(num / den, s=tuple(x.shape[-2:]))
-    return torch.roll(c, (size // 2, size // 2), (0, 1))[:size, :size]
+        auto = auto + fx.abs().square()
+        cross = cross + fx.conj() * torch.fft.rfft2(gy)
+    auto, cross = torch.fft.irfft2(auto, s=shape), torch.fft.irfft2(cross, s=shape)
+    p, d = _tap_offsets(size)
+    a = auto[d[..., 0] % shape[0], d[..., 1] % shape[1]]
+    a.diagonal().add_(gamma)
+    b = cross[p[:, 0] % shape[0], p[:, 1] % shape[1]]
+    return torch.cholesky_solve(b[:, None], torch.linalg.cholesky(a)).reshape(size, size)
 
 
 def prune_kernel(kernel: Tensor, threshold: float = PRUNE, component: float = COMPONENT) -> Tensor:
