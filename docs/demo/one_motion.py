@@ -15,7 +15,7 @@ from blurfield.evaluation import metrics
 from blurfield.evaluation.readers import load_raw_sample, read_benchmark
 from blurfield.viz import save_png, side_by_side
 
-PHOTOS = ("coffee", "chelsea", "brick")  # refined kernel right, field kept, refined kernel wrong
+PHOTOS = ("coffee", "chelsea", "brick")  # refined kernel right; field kept: border test, margin
 BORDER = 16  # px left out of the PSNR at each side (the blur's reach)
 
 
