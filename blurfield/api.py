@@ -191,7 +191,7 @@ def estimate(
     tile: int = 128,
     elements: int = 0,
     refine: int = 10,
-    refine_margin: float = 0.3,
+    refine_margin: float = 0.2,
     refine_window: int = 384,
     probe: int = 10,
     probe_window: int = 256,

@@ -135,7 +135,7 @@ class RestoreCfg(RestoreOptions):
     estimate_tile: int = 128  # estimate in overlapping tiles of this side (README); 0 = whole photo
     estimate_elements: int = 0  # the tiles' basis elements merged into at most this many; 0 = B
     refine_iterations: int = 10  # blind refinement of the estimated kernel (README); 0 = off
-    refine_margin: float = 0.3  # it replaces the field when log(U_field / U_refined) exceeds this
+    refine_margin: float = 0.2  # it replaces the field when log(U_field / U_refined) exceeds this
     refine_window: int = 384  # side of the centre square the kernel is refined on
     threads: Any = "auto"  # torch threads: auto = OMP_NUM_THREADS, else the cores available
     workers: Any = "auto"  # photos at once, a process each; auto = min(photos, threads), 1 on GPU

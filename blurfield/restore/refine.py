@@ -63,6 +63,7 @@ PRUNE = 0.05  # kernel taps below this fraction of the peak are removed
 COMPONENT = 0.1  # connected pieces with less than this fraction of the heaviest's mass go
 MIN_BLUR = 2.5  # px; a refined kernel shorter than this says the photo is nearly sharp
 EDGE_MASS = 0.03  # a refined kernel with more of its mass on its window's border is not used
+MARGIN = 0.2  # log(U_field / U_refined) above which the refined kernel replaces the field
 
 
 def periodic_pad(y: Tensor, pad: int) -> Tensor:
@@ -218,7 +219,7 @@ def centre_crop(image: Tensor, side: int) -> Tensor:
 
 
 def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: int = 10,
-                 margin: float = 0.3, window: int = 384, probe: int = 10,
+                 margin: float = MARGIN, window: int = 384, probe: int = 10,
                  probe_window: int = 256, min_blur: float = MIN_BLUR,
                  edge: float = EDGE_MASS,
                  rl: Mapping[str, Any] | None = None) -> tuple[Tensor, Tensor, str]:
@@ -279,7 +280,7 @@ def check_refine(iterations: int, window: int, probe: int = 10, probe_window: in
 
 @torch.no_grad()
 def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: int = 0, *,
-                   gamma: float = 2.2, refine: int = 10, refine_margin: float = 0.3,
+                   gamma: float = 2.2, refine: int = 10, refine_margin: float = MARGIN,
                    refine_window: int = 384, probe: int = 10, probe_window: int = 256,
                    rl: Mapping[str, Any] | None = None) -> tuple[Tensor, Tensor, str]:
     """The estimator's field of (1, C, H, W) display ``image`` in tiles
