@@ -43,7 +43,7 @@ from blurfield.restore import (
     upscale_kernels,
     upscale_mixing,
 )
-from blurfield.restore.refine import estimate_field
+from blurfield.restore.refine import MARGIN, estimate_field
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
@@ -191,7 +191,7 @@ def estimate(
     tile: int = 128,
     elements: int = 0,
     refine: int = 10,
-    refine_margin: float = 0.2,
+    refine_margin: float = MARGIN,
     refine_window: int = 384,
     probe: int = 10,
     probe_window: int = 256,
