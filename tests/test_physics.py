@@ -311,6 +311,22 @@ def test_saturation_closed_form():
     assert not torch.isnan(saturate(torch.tensor([-3.0, 0.0]))).any()
 
 
+def test_saturation_without_autograd_is_the_closed_form():
+    """RL's path (no autograd, another formula) against the closed form in float64, on a
+    grid dense around the knee at 1 and into the dark, in both precisions."""
+    x = torch.cat([torch.linspace(0, 2, 20001, dtype=torch.float64),
+                   torch.logspace(-8, -1, 50, dtype=torch.float64), torch.tensor([1.0, 30.0])])
+    z = 50 * (x - 1)  # log(1 + e^z) = logaddexp(0, z), without overflow at x = 30
+    ref = (x - torch.logaddexp(torch.zeros_like(z), z) / 50).clamp(min=0)
+    torch.testing.assert_close(saturate(x), ref, rtol=1e-12, atol=1e-14)
+    out = saturate(x.float())
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out.double(), ref, rtol=2e-7, atol=1e-7)
+    with torch.no_grad():  # the same under no_grad for a tensor that requires it
+        torch.testing.assert_close(saturate(x.clone().requires_grad_()), ref, rtol=1e-12,
+                                   atol=1e-14)
+
+
 def test_reblur_is_eq3_without_noise():
     kernels, mixing = random_field(1, 2, 5, 12, 12)
     u = torch.rand(1, 3, 16, 16, dtype=torch.float64) * 1.5

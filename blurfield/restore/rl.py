@@ -115,42 +115,37 @@ def box3(x: Tensor) -> Tensor:
     return _three(_three(xp, -2, torch.add), -1, torch.add) / 9
 
 
-def _smooth(xp: Tensor, dim: int) -> Tensor:
-    """``[1, 2, 1]`` along ``dim`` (-2 or -1) of a replicate-padded image: two shorter."""
-    n = xp.shape[dim]
-    return xp.narrow(dim, 0, n - 2) + 2 * xp.narrow(dim, 1, n - 2) + xp.narrow(dim, 2, n - 2)
-
-
-def _diff(xp: Tensor, dim: int) -> Tensor:
-    """``[-1, 0, 1]`` along ``dim`` of a padded image: two shorter."""
-    n = xp.shape[dim]
-    return xp.narrow(dim, 2, n - 2) - xp.narrow(dim, 0, n - 2)
-
-
-def _d_dx(x: Tensor) -> Tensor:
-    """Unnormalised Sobel d/dx of (N, C, H, W), replicate border."""
-    return _diff(_smooth(F.pad(x, (1, 1, 1, 1), mode="replicate"), -2), -1)
-
-
-def _d_dy(x: Tensor) -> Tensor:
-    """Unnormalised Sobel d/dy of (N, C, H, W), replicate border."""
-    return _diff(_smooth(F.pad(x, (1, 1, 1, 1), mode="replicate"), -1), -2)
+def _sobel_pair(x: Tensor, which: str = "xy") -> tuple[Tensor, ...]:
+    """Unnormalised Sobel d/dx and/or d/dy (``which``: "xy", "x" or "y") of (N, C, H, W),
+    replicate border, from one padded copy: ``[1, 2, 1]`` down the columns then ``[-1, 0,
+    1]`` along the rows for d/dx, the other way round for d/dy (separable), in slices."""
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    top, mid, bottom = xp[..., :-2, :], xp[..., 1:-1, :], xp[..., 2:, :]  # (N, C, H, W + 2)
+    out = []
+    if "x" in which:
+        smooth = torch.add(top + bottom, mid, alpha=2)
+        out.append(smooth[..., 2:] - smooth[..., :-2])
+    if "y" in which:
+        diff = bottom - top
+        out.append(torch.add(diff[..., :-2] + diff[..., 2:], diff[..., 1:-1], alpha=2))
+    return tuple(out)
 
 
 def sobel(x: Tensor) -> Tensor:
     """Unnormalised Sobel derivatives (N, C, H, W) -> (N, C, 2, H, W), [:, :, 0] = d/dx,
     [:, :, 1] = d/dy, replicate border: exactly ``kornia.filters.spatial_gradient(x,
     normalized=False)`` (tested), computed separably with slices (about 10x faster here)."""
-    return torch.stack([_d_dx(x), _d_dy(x)], 2)
+    return torch.stack(_sobel_pair(x), 2)
 
 
 def tv_denominator(x: Tensor, weight: float, eps: float = 1e-9) -> Tensor:
     """``max(1 - weight div(∇x / |∇x|), TV_MIN_DENOMINATOR)`` (N, C, H, W), with the
     unnormalised Sobel derivatives of :func:`sobel`, per channel."""
-    gx, gy = _d_dx(x), _d_dy(x)
-    norm = (gx.square() + gy.square()).sqrt_().clamp_(min=eps)
-    div = _d_dx(gx / norm) + _d_dy(gy / norm)
-    return (1.0 - weight * div).clamp(min=TV_MIN_DENOMINATOR)
+    gx, gy = _sobel_pair(x)
+    norm = torch.hypot(gx, gy).clamp_(min=eps)
+    (div,) = _sobel_pair(gx.div_(norm), "x")
+    div.add_(_sobel_pair(gy.div_(norm), "y")[0])
+    return div.mul_(-weight).add_(1.0).clamp_(min=TV_MIN_DENOMINATOR)
 
 
 def _operator(kernels: Tensor, mixing: Tensor, padding: str,
