@@ -158,7 +158,8 @@ def _file_id(path: Path) -> str:
 
 
 def load_estimator(path: str | Path | None = None, device: str | torch.device = "cpu"):
-    """A :class:`~blurfield.models.KernelEstimator` in eval mode on ``device``.
+    """A :class:`~blurfield.models.KernelEstimator` in eval mode on ``device``, its weights
+    channels-last.
 
     ``path``: a Lightning checkpoint, a blurfield-estimator weight file (embedded
     hyperparameters) or the authors' released state dict; None = the shipped model
@@ -176,7 +177,9 @@ def load_estimator(path: str | Path | None = None, device: str | torch.device = 
     path = Path(path)
     model = load_any_estimator(path, map_location=resolve_device(device))
     model.model_id = _file_id(path)
-    return model.eval()
+    # channels-last weights: the convolutions run 1.6x faster on the CPU (outputs equal to
+    # float rounding; README, Timings)
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 @torch.inference_mode()

@@ -79,6 +79,22 @@ def test_load_estimator_without_shipped_weights_asks_for_a_checkpoint(monkeypatc
         load_estimator(None)
 
 
+def test_loaded_estimator_is_channels_last_and_gives_the_plain_models_field(tiny_path):
+    from blurfield.models import load_any_estimator
+
+    model = load_estimator(tiny_path)
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = load_any_estimator(tiny_path).eval()  # the file's layout, as trained
+    first = next(m for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    assert not first.weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.rand(3, 3, 64, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        (k, m), (k0, m0) = model(x), plain(x)
+    torch.testing.assert_close(k, k0, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(m, m0, rtol=1e-4, atol=1e-6)
+
+
 def test_estimate_shapes_scale_and_padding(tiny_path):
     model = load_estimator(tiny_path)
     assert model.model_id.startswith("tiny.pt:")
