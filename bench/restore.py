@@ -16,7 +16,9 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
      how many elements, seconds per iteration, and dB from the full field's restoration;
      the same for the shipped model's field of the blurry photo (estimated here);
    - ``floor``: the transforms an iteration cannot avoid, 2 x (B x C inverse real
-     transforms at the same 5-smooth size) (bench/blur.py's floor, forward and adjoint).
+     transforms at the same 5-smooth size) (bench/blur.py's floor, forward and adjoint);
+   - the saturation ``R(Hx)`` of an iteration (no autograd) against the same by
+     ``F.softplus``.
 2. ``e2e``: ``blurfield deblur`` (shipped model, estimate + ``--iterations`` iterations,
    saturation and TV, no-harm rule on, defaults otherwise) of a 1 MP (1200 x 834) and a
    12 MP (4000 x 3000) 8-bit photo, in a subprocess: wall seconds and peak resident memory
@@ -30,7 +32,9 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    (``api._assess``, at the field's scale) against the time of the restoration alone
    (``no_harm=False``): the probes' share of the deblur time; and the estimate's time, in
    tiles (``restore.estimate_tile``, the default) against the whole photo at once, and
-   what the kernel refinement (``restore.refine_iterations``) adds.
+   what the kernel refinement (``restore.refine_iterations``) adds; the estimate in tiles
+   with the estimator's weights in the file's layout against channels-last (what
+   ``api.load_estimator`` gives).
 4. ``scale`` (``--handmade DIR``, a folder of ``*.blurry.png`` / ``*.sharp.png`` from
    ``python -m data_prep handmade`` unpacked): each photo estimated by the shipped model at
    ``--field-scale`` (2), restored at full size and at the field's scale (correction
@@ -46,6 +50,7 @@ Usage: python bench/restore.py [--sections rl e2e probes scale] [--size 512] [--
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import os
 import subprocess
@@ -153,6 +158,22 @@ def per_iteration(v, kernels, mixing, iterations: int, repeats: int, skip_tol, c
     return best, image
 
 
+def best_of(fn, repeats: int) -> float:
+    """The best wall seconds of ``repeats`` calls of ``fn`` (after one warm-up call)."""
+    fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def softplus_saturate(x: torch.Tensor, a: float = 50.0) -> torch.Tensor:
+    """The saturation of eq. 4 as F.softplus writes it (the baseline of RL's path)."""
+    return (x - F.softplus(a * (x - 1.0)) / a).clamp(min=0)
+
+
 def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iterations: int,
              rank_tol: float = 0.05) -> None:
     b, k, c = 25, 33, 3
@@ -192,6 +213,10 @@ def bench_rl(size: int, repeats: int, tol: float, iterations: int, conv_iteratio
           f"{t_full / t_rank:.1f}x, principal/floor {t_rank / t_floor:.2f}, "
           f"{psnr(to_display(x_rank.clamp(0, 1)), to_display(x_full.clamp(0, 1))):.1f} dB "
           "from the full field's restoration")
+    t_sat = best_of(lambda: saturate(v_full * 1.2), repeats)
+    t_soft = best_of(lambda: softplus_saturate(v_full * 1.2), repeats)
+    print(f"R(Hx) without autograd (an RL iteration's saturation): {1e3 * t_sat:.1f} ms "
+          f"against {1e3 * t_soft:.1f} ms with F.softplus ({t_soft / t_sat:.1f}x)")
     from blurfield import api
 
     field = api.estimate(to_display(v_full)[0].permute(1, 2, 0).numpy(), api.load_estimator())
@@ -279,7 +304,8 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
     print(f"\n3. no-harm probes against the restoration (restore_scale {restore_scale}; RL "
           f"timed over {rl_iterations} iterations, scaled to {iterations}), in this process, "
           f"{torch.get_num_threads()} threads; {load()}")
-    model = api.load_estimator()
+    model = api.load_estimator()  # channels-last weights
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)  # the file's
     for name in names:
         h, w = SIZES[name]
         src = tmp / f"photo{h}.png"
@@ -292,6 +318,7 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
         t0 = time.perf_counter()
         api.estimate(image, model, scale="auto", refine=0)
         t_tiles = time.perf_counter() - t0
+        t_plain = best_of(lambda: api.estimate(image, plain, scale="auto", refine=0), 0)
         t0 = time.perf_counter()
         field = api.estimate(image, model, scale="auto")
         t_est = time.perf_counter() - t0
@@ -315,7 +342,8 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
         print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile} "
               f"{t_tiles:.1f} s, the whole photo at once {t_whole:.1f} s, the kernel "
               f"refinement {t_est - t_tiles:.1f} s, {t_est / t_tiles:.2f}x the tiles alone: "
-              f"{field.refinement}), probes "
+              f"{field.refinement}; in tiles with the weights in the file's layout "
+              f"{t_plain:.1f} s, {t_plain / t_tiles:.2f}x channels-last), probes "
               f"{t_probe:.1f} s (blend "
               f"{a.blend:.2f}; on the whole photo {t_probes[0]:.1f} s, "
               f"{t_probes[0] / t_probe:.1f}x), RL {t_rl:.1f} s; probes' share "
