@@ -43,7 +43,7 @@ from blurfield.restore import (
     upscale_kernels,
     upscale_mixing,
 )
-from blurfield.restore.refine import MARGIN, estimate_field
+from blurfield.restore.refine import MARGIN, estimate_field, network_field
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
@@ -301,13 +301,22 @@ def restore(
     a photo left as is is returned unchanged, with ``iterations == 0`` and no
     ``reblur_error``.
 
+    ``field_iterations`` (default 10): with the network's own field (``field.refinement``
+    says so: the refinement kept it or was off) RL runs at most this many iterations
+    instead of ``iterations``: its soft kernels' errors grow with every iteration, while a
+    refined kernel or a field from elsewhere keeps gaining (README, "Iterations").
+
     ``progress``: a bar with the time left over the RL iterations (of every tile).
     """
     if blurry_linear.dim() != 4 or blurry_linear.shape[0] != 1:
         raise ValueError(f"blurry_linear: expected (1, C, H, W), got "
                          f"{tuple(blurry_linear.shape)}")
     o = RestoreOptions.make(options, **overrides)
+    if int(o.field_iterations) != o.field_iterations or o.field_iterations < 1:
+        raise ValueError(f"field_iterations: {o.field_iterations} is not a count >= 1")
     iterations, tile = o.iterations, o.tile
+    if network_field(field.refinement):  # soft kernels: more iterations amplify their error
+        iterations = min(iterations, int(o.field_iterations))
     height, width = blurry_linear.shape[-2:]
     if (height, width) != tuple(field.image_size):
         raise ValueError(f"field: made for a {field.image_size[1]}x{field.image_size[0]} "

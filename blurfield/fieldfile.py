@@ -32,8 +32,9 @@ class Field:
     image_size: (H, W) of the full photo.
     gamma: the data gamma of the photo (1 for linear data).
     model_id: which estimator produced it (file name and hash prefix), "" if unknown.
-    refinement: what the kernel refinement did (blurfield.restore.refine), "" if it did not
-        run; not written to field files (their keys are docs/design.md §8's).
+    refinement: what the kernel refinement did (blurfield.restore.refine's note: "network's
+        field ..." when the field is the network's own), "" for a field from elsewhere;
+        written to field files as the optional key ``refinement`` when not "".
     """
 
     kernels: Tensor
@@ -58,7 +59,8 @@ class Field:
 
 def save_field(path: str | Path, field: Field, decision: Decision | None = None) -> None:
     """Write ``field`` as a field file (docs/design.md §8: kernels float32, mixing float16),
-    atomically. ``decision`` (what ``deblur`` did with it) adds the keys ``decision``,
+    atomically, with ``refinement`` when the field has a note. ``decision`` (what
+    ``deblur`` did with it) adds the keys ``decision``,
     ``decision_reason``, ``blend``, ``iterations``, ``noise_sigma``, ``blur_px`` and
     ``evidence`` (:meth:`Decision.arrays`; read back by :func:`load_decision`)."""
     path = Path(path)
@@ -72,6 +74,8 @@ def save_field(path: str | Path, field: Field, decision: Decision | None = None)
         "convention": np.str_(CONVENTION),
         "version": np.int64(FIELD_VERSION),
     }
+    if field.refinement:
+        arrays["refinement"] = np.str_(field.refinement)
     if decision is not None:
         arrays |= decision.arrays()
     write_atomic(path, lambda f: _savez(f, arrays))
@@ -124,6 +128,7 @@ def load_field(path: str | Path) -> Field:
         image_size=(h, w),
         gamma=float(data["gamma"]),
         model_id=str(data["model_id"]),
+        refinement=str(data.get("refinement", "")),
     )
 
 

@@ -273,6 +273,8 @@ class RestoreOptions(RLOptions):
     """What :func:`blurfield.api.restore` does around Richardson–Lucy: tiles, the device, the
     no-harm rule (:mod:`blurfield.restore.noharm`) and the scale RL runs at."""
 
+    iterations: int = 10  # RL iterations (at most); RL's own default is the paper's 30 (README)
+    field_iterations: int = 10  # at most this many RL iterations with the network's own field
     tile: int = 1024  # restore in tiles of this size (0 = never tile)
     tile_overlap: Any = "auto"  # pixels around each tile, or auto = 2 (K - 1) at full size
     no_harm: bool = True  # keep only as much of the restoration as the field earns (noharm.py)

@@ -152,6 +152,29 @@ def test_deblur_with_a_downscaled_field_restores_the_full_photo():
         deblur(blurry[:80], half)
 
 
+def test_the_networks_own_field_is_restored_with_at_most_field_iterations():
+    """A field whose note says it is the network's (kept by the refinement or the refinement
+    off) runs ``field_iterations``; a refined kernel or a field from elsewhere runs
+    ``iterations``. Reference: RL itself with that many iterations."""
+    from blurfield.restore import richardson_lucy
+
+    sharp = camera(64, 64)
+    lin = to_linear(torch.from_numpy(sharp).permute(2, 0, 1)[None])
+    k = _line(9, 7)[None, None]
+    v = saturate(blur(lin, k, torch.ones(1, 1, 64, 64), padding="same"))
+    opts = dict(iterations=12, field_iterations=4, early_stop=False, no_harm=False)
+    for note, n in (("network's field kept (refined kernel: 40% vs 38% ...)", 4),
+                    ("network's field (refinement off)", 4),
+                    ("refined kernel (17% vs 21% ...)", 12), ("", 12)):
+        f = Field(k[0], torch.ones(1, 64, 64), scale=1.0, image_size=(64, 64), refinement=note)
+        res = api.restore(v, f, device="cpu", **opts)
+        ref = richardson_lucy(v, k, torch.ones(1, 1, 64, 64), iterations=n, early_stop=False)
+        assert res.iterations == n, note
+        torch.testing.assert_close(res.image, ref.image)
+    with pytest.raises(ValueError, match="field_iterations"):
+        api.restore(v, f, device="cpu", field_iterations=0)
+
+
 # --------------------------------------------------------------------------- imageio
 
 

@@ -96,25 +96,25 @@ def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path, capsys):
 
 def test_refinement_is_reported_and_can_be_switched_off(tmp_path, tiny_path, capsys):
     """``restore.refine_iterations`` reaches :func:`blurfield.api.estimate`: ``deblur``'s and
-    ``estimate``'s lines say what the refinement did, and with 0 the field is the tiles'."""
+    ``estimate``'s lines say what the refinement did, and with 0 the field is the tiles';
+    the note goes into the field file and back."""
     write_image(tmp_path / "a.png", photo(96, 160))
     image, _ = read_image(tmp_path / "a.png")
     model = api.load_estimator(tiny_path)
     for n in (10, 0):
         assert main(["deblur", str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
                      "--out", str(tmp_path / f"r{n}"), f"restore.refine_iterations={n}"]) == 0
-        line = capsys.readouterr().out
-        assert ("; kernel: " in line) == (n > 0)
-        if n:
-            assert line.split("; kernel: ")[1].startswith(("refined kernel",
-                                                           "network's field kept"))
+        kernel = capsys.readouterr().out.split("; kernel: ")[1]
+        assert kernel.startswith(("refined kernel", "network's field kept") if n
+                                 else "network's field (refinement off)")
     assert main(["estimate", str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
                  "--out", str(tmp_path / "e")]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'a.png'}: kernel: ")
     got = load_field(tmp_path / "r0" / "a_field.npz")
     want = api.estimate(image, model, refine=0)
     torch.testing.assert_close(got.kernels, want.kernels, atol=1e-4, rtol=1e-3)
-    assert want.refinement == "" and api.estimate(image, model).refinement
+    assert want.refinement == "network's field (refinement off)" == got.refinement  # kept
+    assert api.estimate(image, model).refinement != want.refinement
 
 
 def test_duplicate_stems_are_refused(tmp_path, tiny_path, capsys):

@@ -155,6 +155,24 @@ def test_synthetic_uniform_blur_upper_bound_is_the_uniform_kernel():
     assert r["psnr_uniform_gt"] == pytest.approx(r["psnr_gt"], abs=1e-6)
 
 
+def test_synthetic_estimated_field_takes_field_iterations_when_it_is_the_networks():
+    """With the note of the network's own field, the estimated field (and its mean kernel)
+    are restored with ``field_iterations``, as ``deblur`` does; the true fields keep
+    ``iterations``. Reference: the same sample scored at each count without a note."""
+    s = _sample("f", 0)
+    gt = gt_field(s, centre_window(112, 112, K, 64))
+    field = (gt.kernels.flip(0)[None].float(), gt.masks[None].float())
+    capped = evaluate_sample(s, lambda v: (*field, "network's field kept (...)"), window=64,
+                             rl=dict(iterations=4, field_iterations=1)).row
+    at_1 = evaluate_sample(s, lambda v: field, window=64, rl=dict(iterations=1)).row
+    at_4 = evaluate_sample(s, lambda v: (*field, "refined kernel (...)"), window=64,
+                           rl=dict(iterations=4, field_iterations=1)).row
+    for key in ("psnr_est", "psnr_uniform_est"):
+        assert capped[key] == at_1[key] != at_4[key], key
+    for key in ("psnr_gt", "psnr_uniform_gt"):
+        assert capped[key] == at_4[key] != at_1[key], key
+
+
 def test_synthetic_restorations_go_through_the_no_harm_rule_with_its_options():
     """Every no-harm key of the restore section reaches the rule (an unknown name is
     refused): a minimum blur no field reaches leaves every restoration as the blurry input;

@@ -216,9 +216,8 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
     rl = {k: v for k, v in s.rl.items() if k not in ("tile", "tile_overlap")}
     g = float(s.gamma if s.gamma is not None else sample.meta["gamma"])
 
-    def estimate(v: Tensor) -> tuple[Tensor, Tensor]:
-        kernels, mixing, _ = estimate_field(method.model, v, gamma=g, **s.estimate)
-        return kernels, mixing
+    def estimate(v: Tensor) -> tuple[Tensor, Tensor, str]:
+        return estimate_field(method.model, v, gamma=g, **s.estimate)
 
     res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,
                           device=s.device)

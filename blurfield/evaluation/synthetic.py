@@ -39,12 +39,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from blurfield.config import RLOptions
 from blurfield.data.schema import Sample, gt_field, image_tensor, sharp_linear, sharp_window
 from blurfield.evaluation import metrics
 from blurfield.physics import reblur, to_display, to_linear, uniform_field
 from blurfield.restore import no_harm_richardson_lucy, noharm, richardson_lucy
+from blurfield.restore.refine import network_field
 
-EstimateFn = Callable[[Tensor], tuple[Tensor, Tensor]]
+# (1, 3, h, w) display -> (kernels, mixing), or (kernels, mixing, the refinement's note)
+EstimateFn = Callable[[Tensor], tuple[Tensor, ...]]
 NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_margin",
                 "no_harm_max_unexplained", "no_harm_shrink", "no_harm_window", "no_harm_noise",
                 "no_harm_min_blur")  # the restore section's no-harm rule (restore/noharm.py)
@@ -107,12 +110,16 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
                     gamma: float | None = None, rl: dict[str, Any] | None = None,
                     device: str | torch.device = "cpu") -> SyntheticResult:
     """Score one sample (see the module doc). ``estimate`` maps a (1, 3, h, w) display
-    window to (kernels (1, B, K', K'), mixing (1, B, h, w)); ``rl`` are the keyword
-    arguments of :func:`~blurfield.restore.richardson_lucy` plus, optionally, the no-harm
-    rule's :data:`NO_HARM_KEYS` (as in the restore section); ``gamma`` the data gamma of
-    the restoration (None: the sample's)."""
+    window to (kernels (1, B, K', K'), mixing (1, B, h, w)) and, optionally, the
+    refinement's note; ``rl`` are the keyword arguments of
+    :func:`~blurfield.restore.richardson_lucy` plus, optionally, the no-harm rule's
+    :data:`NO_HARM_KEYS` and ``field_iterations`` (as in the restore section: the
+    estimated field, and its mean kernel, are restored with at most that many iterations
+    when the note says it is the network's own, as ``deblur`` does); ``gamma`` the data
+    gamma of the restoration (None: the sample's)."""
     dev = torch.device(device)
     rl = dict(rl or {})
+    field_iterations = rl.pop("field_iterations", None)
     k = int(sample.meta["kernel_size"])
     data_gamma = float(sample.meta["gamma"])
     g = data_gamma if gamma is None else float(gamma)
@@ -127,8 +134,12 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     _sync(dev)
     t0 = time.perf_counter()
     with torch.no_grad():
-        kernels, mixing = estimate(v)
-        restored = _restore(v_lin, kernels, mixing, g, rl)
+        kernels, mixing, *note = estimate(v)
+        rl_est = rl
+        if field_iterations is not None and note and network_field(note[0]):
+            cap = min(rl.get("iterations", RLOptions().iterations), int(field_iterations))
+            rl_est = {**rl, "iterations": cap}
+        restored = _restore(v_lin, kernels, mixing, g, rl_est)
     _sync(dev)
     seconds = time.perf_counter() - t0
     kernels, mixing = kernels.detach().float(), mixing.detach().float()
@@ -157,7 +168,7 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
         k_ugt, m_ugt = _uniform(metrics.mean_kernel(gt.kernels, gt.masks), h, w)
         by_ugt = _restore(v_lin, k_ugt.to(dev), m_ugt.to(dev), g, rl)
         k_uest, m_uest = _uniform(metrics.mean_kernel(k_cpu, m_cpu), h, w)
-        by_uest = _restore(v_lin, k_uest.to(dev), m_uest.to(dev), g, rl)
+        by_uest = _restore(v_lin, k_uest.to(dev), m_uest.to(dev), g, rl_est)
     row["psnr_gt"] = float(metrics.psnr(ref, by_gt))
     row["psnr_uniform_gt"] = float(metrics.psnr(ref, by_ugt))
     row["psnr_uniform_est"] = float(metrics.psnr(ref, by_uest))

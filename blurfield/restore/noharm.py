@@ -115,7 +115,7 @@ class Decision:
         return self.decision == RESTORED
 
     def line(self) -> str:
-        """One line for people: ``restored (blend 1.00, 30 iterations): reason``."""
+        """One line for people: ``restored (blend 1.00, 10 iterations): reason``."""
         its = ""
         if self.iterations:
             its = f", {self.iterations} iteration{'s' if self.iterations != 1 else ''}"

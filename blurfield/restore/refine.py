@@ -64,6 +64,7 @@ COMPONENT = 0.1  # connected pieces with less than this fraction of the heaviest
 MIN_BLUR = 2.5  # px; a refined kernel shorter than this says the photo is nearly sharp
 EDGE_MASS = 0.03  # a refined kernel with more of its mass on its window's border is not used
 MARGIN = 0.2  # log(U_field / U_refined) above which the refined kernel replaces the field
+NETWORK_FIELD = "network's field"  # how every note on a field the network drew begins
 
 
 def periodic_pad(y: Tensor, pad: int) -> Tensor:
@@ -245,12 +246,12 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     uniform_k, uniform_m = uniform_field(refined[None], *mixing.shape[-2:])
     length = blur_extent(uniform_k, uniform_m[..., :1, :1])
     if length < min_blur:
-        return kernels, mixing, (f"network's field kept (the refined kernel is {length:.1f} px "
+        return kernels, mixing, (f"{NETWORK_FIELD} kept (the refined kernel is {length:.1f} px "
                                  f"long, below {min_blur:g} px: the photo looks nearly sharp)")
     border = edge_mass(refined)
     if border > edge:
         k = refined.shape[-1]
-        return kernels, mixing, (f"network's field kept (the refined kernel has "
+        return kernels, mixing, (f"{NETWORK_FIELD} kept (the refined kernel has "
                                  f"{100 * border:.0f}% of its mass on the border of its "
                                  f"{k}x{k} window: cut off or not converged)")
     opts = {k: v for k, v in (rl or {}).items() if k in PROBE_OPTIONS}
@@ -261,7 +262,14 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
             f"after {probe} iterations")
     if math.log(max(u_field, 1e-30) / max(u_refined, 1e-30)) > margin:
         return uniform_k.to(kernels), uniform_m.to(mixing), f"refined kernel ({left})"
-    return kernels, mixing, f"network's field kept (refined kernel: {left})"
+    return kernels, mixing, f"{NETWORK_FIELD} kept (refined kernel: {left})"
+
+
+def network_field(note: str) -> bool:
+    """Whether a field whose refinement note is ``note`` is the network's own (kept by the
+    refinement, or the refinement off), not a refined kernel nor a field from elsewhere
+    (note "")."""
+    return note.startswith(NETWORK_FIELD)
 
 
 def check_refine(iterations: int, window: int, probe: int = 10, probe_window: int = 256) -> None:
@@ -286,7 +294,8 @@ def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: i
     """The estimator's field of (1, C, H, W) display ``image`` in tiles
     (:func:`~blurfield.models.tiled.estimate_tiled`), then, with ``refine`` iterations > 0,
     :func:`refine_field` on its linear values (``gamma``). Returns kernels (1, B', K, K),
-    mixing (1, B', H, W) and the refinement's note ("" when off). ``probe``,
+    mixing (1, B', H, W) and the refinement's note (:func:`network_field` tells whether the
+    field is the network's; "network's field (refinement off)" when off). ``probe``,
     ``probe_window``: the no-harm rule's probe length and windows (``restore.no_harm_probe``
     and ``no_harm_window``), with which the refinement compares the two fields; ``rl``: the
     RL options of those probes by name (the ``restore`` section's; those not in
@@ -294,7 +303,7 @@ def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: i
     check_refine(refine, refine_window, probe, probe_window)
     kernels, mixing = estimate_tiled(model, image, tile, elements)
     if refine == 0:
-        return kernels, mixing, ""
+        return kernels, mixing, f"{NETWORK_FIELD} (refinement off)"
     return refine_field(to_linear(image.float(), gamma), kernels, mixing, iterations=refine,
                         margin=refine_margin, window=refine_window, probe=probe,
                         probe_window=probe_window, rl=rl)
