@@ -44,7 +44,7 @@ Timings are wall seconds; take them on a quiet machine (``uptime`` load below ~0
 sections print the load average they started at.
 
 Usage: python bench/restore.py [--sections rl e2e probes scale] [--size 512] [--repeats 2]
-       [--threads 1] [--skip-tol 1e-3] [--iterations 30] [--compare] [--handmade DIR]
+       [--threads 1] [--skip-tol 1e-3] [--iterations 10] [--compare] [--handmade DIR]
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ from blurfield.evaluation import metrics  # noqa: E402
 from blurfield.physics import blur, saturate, smooth_size, to_display, to_linear  # noqa: E402
 from blurfield.restore import richardson_lucy, rl  # noqa: E402
 
-ITERATIONS = 30
+ITERATIONS = RestoreOptions().iterations  # what deblur runs by default
 
 
 def load() -> str:
