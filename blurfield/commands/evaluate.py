@@ -47,9 +47,9 @@ SIGNATURE_KEYS = ("benchmark", "root", "checkpoint", "deblurrer", "gamma", "satu
                   "gopro_blur_dir", "ecc_iterations", "ecc_eps", "ecc_gauss", "ecc_levels")
 # The restore options evaluation uses (and records in its resume signature); skip_tol and
 # restore_scale keep the API's defaults.
-RESTORE_KEYS = ("iterations", "field_iterations", "saturation", "tv_weight", "early_stop", "padding", "method",
-                "sat_threshold", "z_dilate", "rank_tol", "tile", "tile_overlap", "no_harm",
-                "no_harm_probe",
+RESTORE_KEYS = ("iterations", "field_iterations", "saturation", "tv_weight", "early_stop",
+                "padding", "method", "sat_threshold", "z_dilate", "rank_tol", "tile",
+                "tile_overlap", "no_harm", "no_harm_probe",
                 "no_harm_evidence", "no_harm_margin", "no_harm_max_unexplained",
                 "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur")
 
