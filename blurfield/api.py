@@ -178,7 +178,7 @@ def load_estimator(path: str | Path | None = None, device: str | torch.device = 
     model = load_any_estimator(path, map_location=resolve_device(device))
     model.model_id = _file_id(path)
     # channels-last weights: the convolutions run 1.6x faster on the CPU (outputs equal to
-    # float rounding; README, Timings)
+    # float rounding; README, Speed)
     return model.to(memory_format=torch.channels_last).eval()
 
 
