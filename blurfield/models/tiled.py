@@ -86,21 +86,25 @@ def merge_basis(kernels: Tensor, mass: Tensor, n_out: int,
         return kernels.clone(), torch.arange(n)
 
     def nearest(centres: Tensor) -> Tensor:  # argmin_c |x - c|² = argmin_c |c|² - 2 x.c
-        return ((centres * centres).sum(1) - 2 * x @ centres.T).argmin(1)
+        # 2 (x @ c) rather than (2 x) @ c: the same values (doubling is exact), no N x K²
+        # temporary
+        return ((centres * centres).sum(1) - 2 * (x @ centres.T)).argmin(1)
+
+    xm = x * m[:, None]  # the members' weighted kernels, summed per cluster
 
     def means(labels: Tensor, count: int) -> tuple[Tensor, Tensor]:
-        sums = torch.zeros(count, x.shape[1]).index_add_(0, labels, x * m[:, None])
+        sums = torch.zeros(count, x.shape[1]).index_add_(0, labels, xm)
         weight = torch.zeros(count).index_add_(0, labels, m)
         return sums, weight
 
     seeds = [int(m.argmax())]
-    d2 = ((x - x[seeds[0]]) ** 2).sum(1)
+    d2 = (x - x[seeds[0]]).square_().sum(1)
     for _ in range(n_out - 1):
         i = int((d2 * m).argmax())
         if d2[i] <= 0:
             break
         seeds.append(i)
-        d2 = torch.minimum(d2, ((x - x[i]) ** 2).sum(1))
+        d2 = torch.minimum(d2, (x - x[i]).square_().sum(1))
     centres = x[seeds]
     labels = nearest(centres)
     for _ in range(iterations):
