@@ -69,6 +69,7 @@ from blur import conv2d_reference, conv2d_reference_adjoint, floor_time, peaky_m
 from blurfield.config import RestoreCfg, RestoreOptions  # noqa: E402
 from blurfield.evaluation import metrics  # noqa: E402
 from blurfield.physics import blur, saturate, smooth_size, to_display, to_linear  # noqa: E402
+from blurfield.physics.camera import SATURATION_A  # noqa: E402
 from blurfield.restore import richardson_lucy, rl  # noqa: E402
 
 ITERATIONS = RestoreOptions().iterations  # what deblur runs by default
@@ -169,7 +170,7 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def softplus_saturate(x: torch.Tensor, a: float = 50.0) -> torch.Tensor:
+def softplus_saturate(x: torch.Tensor, a: float = SATURATION_A) -> torch.Tensor:
     """The saturation of eq. 4 as F.softplus writes it (the baseline of RL's path)."""
     return (x - F.softplus(a * (x - 1.0)) / a).clamp(min=0)
 

@@ -43,7 +43,7 @@ from blurfield.restore import (
     upscale_kernels,
     upscale_mixing,
 )
-from blurfield.restore.refine import MARGIN, estimate_field, network_field
+from blurfield.restore.refine import MARGIN, estimate_field, rl_iterations
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
@@ -312,11 +312,8 @@ def restore(
         raise ValueError(f"blurry_linear: expected (1, C, H, W), got "
                          f"{tuple(blurry_linear.shape)}")
     o = RestoreOptions.make(options, **overrides)
-    if int(o.field_iterations) != o.field_iterations or o.field_iterations < 1:
-        raise ValueError(f"field_iterations: {o.field_iterations} is not a count >= 1")
-    iterations, tile = o.iterations, o.tile
-    if network_field(field.refinement):  # soft kernels: more iterations amplify their error
-        iterations = min(iterations, int(o.field_iterations))
+    iterations = rl_iterations(field.refinement, o.iterations, o.field_iterations)
+    tile = o.tile
     height, width = blurry_linear.shape[-2:]
     if (height, width) != tuple(field.image_size):
         raise ValueError(f"field: made for a {field.image_size[1]}x{field.image_size[0]} "

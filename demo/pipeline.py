@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from blurfield import html
+from blurfield.config import RestoreOptions
 from demo.page import write_page
 
 TRAIN_RUN = "tiny"
@@ -63,7 +64,7 @@ class Settings:
     train_overrides: list[str] = field(default_factory=lambda: ["data.samples_per_epoch=256"])
     synthetic: int = 3  # held-out samples to restore and score
     window: int = 192  # px, centre window of each synthetic sample (multiple of 32)
-    iterations: int = 10  # Richardson-Lucy iterations (deblur's default)
+    iterations: int = field(default_factory=lambda: RestoreOptions().iterations)  # deblur's
     model: str = "shipped"  # shipped (fall back to trained if none) | trained
     photo_crop: int = 0  # centre crop of the clock photo (0 = whole photo)
     progress: bool = True

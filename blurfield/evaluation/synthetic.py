@@ -44,7 +44,7 @@ from blurfield.data.schema import Sample, gt_field, image_tensor, sharp_linear, 
 from blurfield.evaluation import metrics
 from blurfield.physics import reblur, to_display, to_linear, uniform_field
 from blurfield.restore import no_harm_richardson_lucy, noharm, richardson_lucy
-from blurfield.restore.refine import network_field
+from blurfield.restore.refine import rl_iterations
 
 # (1, 3, h, w) display -> (kernels, mixing), or (kernels, mixing, the refinement's note)
 EstimateFn = Callable[[Tensor], tuple[Tensor, ...]]
@@ -136,9 +136,9 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     with torch.no_grad():
         kernels, mixing, *note = estimate(v)
         rl_est = rl
-        if field_iterations is not None and note and network_field(note[0]):
-            cap = min(rl.get("iterations", RLOptions().iterations), int(field_iterations))
-            rl_est = {**rl, "iterations": cap}
+        if field_iterations is not None and note:
+            rl_est = {**rl, "iterations": rl_iterations(
+                note[0], rl.get("iterations", RLOptions().iterations), field_iterations)}
         restored = _restore(v_lin, kernels, mixing, g, rl_est)
     _sync(dev)
     seconds = time.perf_counter() - t0

@@ -265,11 +265,15 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     return kernels, mixing, f"{NETWORK_FIELD} kept (refined kernel: {left})"
 
 
-def network_field(note: str) -> bool:
-    """Whether a field whose refinement note is ``note`` is the network's own (kept by the
-    refinement, or the refinement off), not a refined kernel nor a field from elsewhere
-    (note "")."""
-    return note.startswith(NETWORK_FIELD)
+def rl_iterations(note: str, iterations: int, field_iterations: int) -> int:
+    """RL's iteration count for a field whose refinement note is ``note``: at most
+    ``field_iterations`` when the field is the network's own (the note begins with
+    :data:`NETWORK_FIELD`: kept by the refinement, or the refinement off; its soft kernels'
+    errors grow with every iteration), else ``iterations`` (a refined kernel, or a field
+    from elsewhere, note ""). ValueError unless ``field_iterations`` is a count >= 1."""
+    if int(field_iterations) != field_iterations or field_iterations < 1:
+        raise ValueError(f"field_iterations: {field_iterations} is not a count >= 1")
+    return min(iterations, int(field_iterations)) if note.startswith(NETWORK_FIELD) else iterations
 
 
 def check_refine(iterations: int, window: int, probe: int = 10, probe_window: int = 256) -> None:
@@ -294,7 +298,7 @@ def estimate_field(model: torch.nn.Module, image: Tensor, tile: int, elements: i
     """The estimator's field of (1, C, H, W) display ``image`` in tiles
     (:func:`~blurfield.models.tiled.estimate_tiled`), then, with ``refine`` iterations > 0,
     :func:`refine_field` on its linear values (``gamma``). Returns kernels (1, B', K, K),
-    mixing (1, B', H, W) and the refinement's note (:func:`network_field` tells whether the
+    mixing (1, B', H, W) and the refinement's note (:func:`rl_iterations` reads whether the
     field is the network's; "network's field (refinement off)" when off). ``probe``,
     ``probe_window``: the no-harm rule's probe length and windows (``restore.no_harm_probe``
     and ``no_harm_window``), with which the refinement compares the two fields; ``rl``: the
