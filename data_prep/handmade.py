@@ -11,7 +11,12 @@ centre-cropped to at most ``--size`` px and blurred by three layers,
 each with a straight **linear motion** kernel (``blurfield.physics.kernels.line_kernel``,
 length 9–25 px, its own direction at least 30° from the others), centred in K x K. With
 ``--one-motion`` each photo is blurred by its background kernel alone, over the whole photo
-(the same photos and kernels: a camera shake with nothing else moving). The
+(the same photos and kernels: a camera shake with nothing else moving). With
+``--shake`` each photo is blurred over the whole photo by one random **camera-shake
+trajectory** instead, drawn by Boracchi & Foi's (2012) generator with their parameters
+(``data_prep/kernels/boracchi.py``, the schema's ``kernels.boracchi`` defaults: 30 px paths,
+exposure fraction 0.1–1, anxiety up to 0.1), which differ from the compact training
+bank's (straight or gently curved, whole exposure): the blur of a hand-held photo. The
 blur itself is the project's synthesis (``data_prep.synth.synthesize``: smoothed,
 normalised masks, gamma 2.2, no noise), so the ground-truth field is known and the samples
 are scored like any held-out synthetic set::
@@ -49,8 +54,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """handmade's own flags; K and the seed are ``shards.*`` keys (:data:`ALIASES`)."""
     parser.add_argument("--out", default="data/handmade", help="output folder")
     parser.add_argument("--size", type=int, default=384, help="largest crop side (px)")
-    parser.add_argument("--one-motion", action="store_true",
-                        help="blur each photo by its background layer's kernel only")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--one-motion", action="store_true",
+                     help="blur each photo by its background layer's kernel only")
+    how.add_argument("--shake", action="store_true",
+                     help="blur each photo by one Boracchi & Foi camera-shake trajectory")
 
 
 def photo(name: str, size: int) -> np.ndarray:
@@ -99,10 +107,21 @@ def layer_map(size: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def shake_kernel(index: int, kernel_size: int, seed: int) -> np.ndarray:
+    """(K, K) float32 correlation kernel: trajectory ``index`` of Boracchi & Foi's generator
+    with the schema's ``kernels.boracchi`` parameters (their own), bank ``seed``."""
+    from blurfield.config import Generator, KernelsCfg
+    from data_prep.kernels.bank import generate
+
+    cfg = KernelsCfg(generator=Generator.boracchi, kernel_size=kernel_size)
+    return generate(cfg, seed, [index])[0][0]
+
+
 def make(name: str, index: int, size: int, kernel_size: int, seed: int,
-         one_motion: bool = False) -> Sample:
+         one_motion: bool = False, shake: bool = False) -> Sample:
     """The hand-made sample of photo ``name`` (deterministic in ``seed`` and ``index``);
-    ``one_motion``: its background kernel alone over the whole photo (one layer)."""
+    ``one_motion``: its background kernel alone over the whole photo (one layer);
+    ``shake``: :func:`shake_kernel` over the whole photo (one layer)."""
     from data_prep.synth import synthesize
 
     rng = np.random.default_rng([seed, index])
@@ -113,6 +132,8 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int,
                         for n, a in zip(lengths, angles(rng, 3), strict=True)])
     if one_motion:
         layers, kernels = np.zeros_like(layers), kernels[:1]
+    if shake:
+        layers, kernels = np.zeros_like(layers), shake_kernel(index, kernel_size, seed)[None]
     blurry = synthesize(sharp, layers, kernels, 1.0, 2.2, True)
     meta = make_meta(has_field=True, brightness=1.0, gamma=2.2, kernel_size=kernel_size,
                      normalize_masks=True, noise=None, seed=int(seed), kernel_ids=[],
@@ -122,7 +143,7 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int,
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     """Write ``--out``/handmade-000000.tar: one sample per photo of :data:`PHOTOS`, with
-    ``shards.kernel_size`` and ``shards.seed`` (``--one-motion``: one layer each)."""
+    ``shards.kernel_size`` and ``shards.seed`` (``--one-motion``, ``--shake``: one layer each)."""
     from blurfield.data.writer import write_shard
 
     sc = as_config(cfg.shards)
@@ -134,7 +155,8 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     if args.size < 64:
         raise UserError(f"--size {args.size}: must be >= 64")
     path = Path(args.out) / "handmade-000000.tar"
-    n = write_shard(path, (encode_sample(make(name, i, args.size, k, seed, args.one_motion))
+    n = write_shard(path, (encode_sample(make(name, i, args.size, k, seed, args.one_motion,
+                                                args.shake))
                            for i, name in enumerate(PHOTOS)))
     print(f"wrote {n} samples to {path}")
     return 0

@@ -65,18 +65,34 @@ def test_command_writes_samples_whose_blur_is_their_field(tmp_path):
     assert np.abs(got - ref).max() <= 1.0  # 8-bit rounding
 
 
-def test_one_motion_is_the_background_kernel_over_the_whole_photo(tmp_path):
-    """``--one-motion``: the same photos and background kernels, one layer each, and the
-    blurry photo is that one kernel applied everywhere (a uniform blur, direct formula)."""
+@pytest.mark.parametrize("flag", ["--one-motion", "--shake"])
+def test_one_layer_sets_blur_the_whole_photo_by_one_kernel(tmp_path, flag):
+    """``--one-motion``: the same photos and background kernels, one layer each;
+    ``--shake``: the same photos under one camera-shake trajectory each (a different one
+    per photo, not a straight line). Either way the blurry photo is that one kernel applied
+    everywhere (a uniform blur, direct formula)."""
     three, one = tmp_path / "three", tmp_path / "one"
-    for out, flags in ((three, []), (one, ["--one-motion"])):
+    for out, flags in ((three, []), (one, [flag])):
         assert main(["handmade", "--out", str(out), "--size", "96", "--seed", "5", *flags]) == 0
     read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
         str(d / "handmade-000000.tar"), shardshuffle=False)]
+    shakes = []
     for a, b in zip(read(three), read(one), strict=True):
         assert b.kernels.shape == (1, 33, 33) and not b.layers.any()
-        np.testing.assert_array_equal(b.kernels[0], a.kernels[0])
         np.testing.assert_array_equal(b.sharp, a.sharp)
+        k = b.kernels[0]
+        if flag == "--one-motion":
+            np.testing.assert_array_equal(k, a.kernels[0])
+            continue
+        assert k.min() >= 0 and k.sum() == pytest.approx(1, abs=1e-5)
+        yy, xx = np.mgrid[:33, :33]
+        assert (k * yy).sum() == pytest.approx(16, abs=0.5)  # centroid on the centre tap
+        assert (k * xx).sum() == pytest.approx(16, abs=0.5)
+        shakes.append(k)
+    if shakes:
+        assert not any(np.allclose(shakes[0], k) for k in shakes[1:])
+        # curved paths: a straight line (or a delta) is symmetric about its centre
+        assert sum(np.abs(k - k[::-1, ::-1]).sum() > 0.2 for k in shakes) >= len(shakes) // 2
     s, k = b, 33
     x = sharp_linear(s).double()  # (3, H, W) linear
     ref = torch.nn.functional.conv2d(x[:, None], torch.from_numpy(s.kernels[:1]).double()
@@ -84,6 +100,12 @@ def test_one_motion_is_the_background_kernel_over_the_whole_photo(tmp_path):
     ref = to_display(ref.clamp(0, 1), 2.2).permute(1, 2, 0).numpy() * 255
     got = s.blurry[k // 2 : 96 - k // 2, k // 2 : 96 - k // 2].astype(np.float64)
     assert np.abs(got - ref).max() <= 1.0  # 8-bit rounding
+
+
+def test_one_motion_and_shake_exclude_each_other(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["handmade", "--out", str(tmp_path), "--one-motion", "--shake"])
+    assert "not allowed with" in capsys.readouterr().err
 
 
 def test_command_rejects_an_even_kernel_size(tmp_path, capsys):
