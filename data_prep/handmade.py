@@ -48,6 +48,9 @@ ALIASES = {
 }
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "camera", "brick", "grass", "gravel")
 MIN_ANGLE = 30.0  # degrees between the layers' motion directions
+# --shake draws trajectory SHAKE_INDEX + i: no kernel bank (any seed, fewer kernels than
+# this) shares a trajectory's random numbers, so no training kernel is a --shake one
+SHAKE_INDEX = 1 << 40
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,13 +111,13 @@ def layer_map(size: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def shake_kernel(index: int, kernel_size: int, seed: int) -> np.ndarray:
-    """(K, K) float32 correlation kernel: trajectory ``index`` of Boracchi & Foi's generator
-    with the schema's ``kernels.boracchi`` parameters (their own), bank ``seed``."""
+    """(K, K) float32 correlation kernel: trajectory ``SHAKE_INDEX + index`` of Boracchi &
+    Foi's generator with the schema's ``kernels.boracchi`` parameters (their own), ``seed``."""
     from blurfield.config import Generator, KernelsCfg
     from data_prep.kernels.bank import generate
 
     cfg = KernelsCfg(generator=Generator.boracchi, kernel_size=kernel_size)
-    return generate(cfg, seed, [index])[0][0]
+    return generate(cfg, seed, [SHAKE_INDEX + index])[0][0]
 
 
 def make(name: str, index: int, size: int, kernel_size: int, seed: int,

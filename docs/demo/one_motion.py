@@ -23,8 +23,8 @@ from blurfield.viz import save_png, side_by_side
 
 SHAKE = "--shake" in sys.argv[1:]
 # one motion: refined kernel right; field kept by the border test, by the margin.
-# shake: refined kernel right (two), left as is by the no-harm rule
-PHOTOS = ("camera", "coffee", "grass") if SHAKE else ("coffee", "chelsea", "brick")
+# shake (seed 0): two restored, the one photo of the 32 that deblur makes worse
+PHOTOS = ("coffee", "camera", "brick") if SHAKE else ("coffee", "chelsea", "brick")
 ROOT = "data/handmade_shake" if SHAKE else "data/handmade1"
 OUT = "docs/demo/shake.png" if SHAKE else "docs/demo/one_motion.png"
 BORDER = 16  # px left out of the PSNR at each side (the blur's reach)
