@@ -16,7 +16,9 @@ length 9–25 px, its own direction at least 30° from the others), centred in K
 trajectory** instead, drawn by Boracchi & Foi's (2012) generator with their parameters
 (``data_prep/kernels/boracchi.py``, the schema's ``kernels.boracchi`` defaults: 30 px paths,
 exposure fraction 0.1–1, anxiety up to 0.1), which differ from the compact training
-bank's (straight or gently curved, whole exposure): the blur of a hand-held photo. The
+bank's (straight or gently curved, whole exposure): the blur of a hand-held photo.
+``--draws N`` writes N samples per photo into the one shard, each under its own fields
+(sample ``d * 8 + i``; the first eight are the set of one draw). The
 blur itself is the project's synthesis (``data_prep.synth.synthesize``: smoothed,
 normalised masks, gamma 2.2, no noise), so the ground-truth field is known and the samples
 are scored like any held-out synthetic set::
@@ -57,6 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """handmade's own flags; K and the seed are ``shards.*`` keys (:data:`ALIASES`)."""
     parser.add_argument("--out", default="data/handmade", help="output folder")
     parser.add_argument("--size", type=int, default=384, help="largest crop side (px)")
+    parser.add_argument("--draws", type=int, default=1,
+                        help="fields drawn per photo (samples 8 x draws, one shard)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--one-motion", action="store_true",
                      help="blur each photo by its background layer's kernel only")
@@ -145,8 +149,10 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int,
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:
-    """Write ``--out``/handmade-000000.tar: one sample per photo of :data:`PHOTOS`, with
-    ``shards.kernel_size`` and ``shards.seed`` (``--one-motion``, ``--shake``: one layer each)."""
+    """Write ``--out``/handmade-000000.tar: ``--draws`` samples per photo of :data:`PHOTOS`
+    (sample ``d * 8 + i`` is photo ``i`` under draw ``d``; draw 0 is the set of one draw),
+    with ``shards.kernel_size`` and ``shards.seed`` (``--one-motion``, ``--shake``: one layer
+    each)."""
     from blurfield.data.writer import write_shard
 
     sc = as_config(cfg.shards)
@@ -157,9 +163,11 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         raise UserError(f"shards.kernel_size={k} (--kernel-size): must be odd and >= 25")
     if args.size < 64:
         raise UserError(f"--size {args.size}: must be >= 64")
+    if args.draws < 1:
+        raise UserError(f"--draws {args.draws}: must be >= 1")
     path = Path(args.out) / "handmade-000000.tar"
-    n = write_shard(path, (encode_sample(make(name, i, args.size, k, seed, args.one_motion,
-                                                args.shake))
-                           for i, name in enumerate(PHOTOS)))
+    samples = (make(name, d * len(PHOTOS) + i, args.size, k, seed, args.one_motion, args.shake)
+               for d in range(args.draws) for i, name in enumerate(PHOTOS))
+    n = write_shard(path, (encode_sample(s) for s in samples))
     print(f"wrote {n} samples to {path}")
     return 0

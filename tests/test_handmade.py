@@ -125,3 +125,22 @@ def test_seed_and_kernel_size_are_shard_keys(tmp_path):
                  "shards.kernel_size=25"]) == 0
     name = "handmade-000000.tar"
     assert (a / name).read_bytes() == (b / name).read_bytes()
+
+
+def test_draws_add_fields_after_the_first_draw(tmp_path):
+    """``--draws 2``: 16 samples with distinct keys; the first eight are the one-draw set,
+    the next eight the same photos under other fields."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    for out, n in ((one, "1"), (two, "2")):
+        assert main(["handmade", "--out", str(out), "--size", "64", "--shake",
+                     "--draws", n]) == 0
+    read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
+        str(d / "handmade-000000.tar"), shardshuffle=False)]
+    a, b = read(one), read(two)
+    assert len(a) == 8 and len(b) == 16 and len({s.key for s in b}) == 16
+    for x, y, z in zip(a, b[:8], b[8:], strict=True):
+        assert x.key == y.key
+        np.testing.assert_array_equal(x.blurry, y.blurry)
+        np.testing.assert_array_equal(x.sharp, z.sharp)
+        assert not np.allclose(x.kernels, z.kernels)
+    assert main(["handmade", "--out", str(tmp_path / "bad"), "--draws", "0"]) == 2
