@@ -9,12 +9,15 @@ result, linear light), with a reason:
 1. **Blur below ``min_blur_px``.** The field's largest per-pixel blur (line-equivalent
    length ``sqrt(12 λ_max)`` of the per-pixel kernel's second moments, on a 16 x 16 grid of
    cells, in full-size pixels) is below it: nothing to undo; ``β = 0``.
-2. **Already at the noise level** (discrepancy principle). ``σ`` is the photo's noise level,
-   ``median |Haar diagonal detail| / 0.6745`` of the linear photo, at least the 8-bit
-   rounding noise in linear light (``mean (γ D^(γ-1))² / (12·255²)``, ``D`` the display
-   values). If the reblur error of the photo itself, ``mean (R(Hv) - v)²``, is at most
-   ``noise_factor · σ²``, the field already explains the photo: ``β = 0``. Otherwise RL
-   stops once its reblur error reaches ``noise_factor · σ²`` (``stop_error``).
+2. **Already at the noise level** (discrepancy principle). ``σ`` is the photo's noise level:
+   ``median |Haar diagonal detail| / 0.6745`` of the linear photo in each 16 x 16 px square
+   and channel, the 10th percentile of those (the smoothest squares, where texture adds
+   least to the detail; over the whole photo fine texture read as noise and stopped RL
+   early), at least the 8-bit rounding noise in linear light (``mean (γ D^(γ-1))² /
+   (12·255²)``, ``D`` the display values). If the reblur error of the photo itself,
+   ``mean (R(Hv) - v)²``, is at most ``noise_factor · σ²``, the field already explains the
+   photo: ``β = 0``. Otherwise RL stops once its reblur error reaches ``noise_factor · σ²``
+   (``stop_error``).
 3. **The photo must show the blur the field claims.** ``U(k) = reblur error after
    ``probe`` RL iterations with kernels k / reblur error of the photo`` is the share of the
    photo a field leaves unexplained (RL with ``padding="valid"``: no border assumption).
@@ -149,14 +152,29 @@ class Decision:
 # --------------------------------------------------------------------------- measures
 
 
-def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8) -> float:
-    """σ of (N, C, H, W) linear light: ``median |Haar diagonal detail| / 0.6745`` over all
-    channels, at least the rounding noise of ``bits``-bit display values in linear light
-    (module doc)."""
+def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8, block: int = 16,
+                quantile: float = 0.1) -> float:
+    """σ of (N, C, H, W) linear light (module doc, step 2): the Haar diagonal detail
+    ``d = (x00 - x10 - x01 + x11) / 2`` of 2 x 2 cells, ``median |d| / 0.6745`` in each
+    ``block`` x ``block`` px square and channel, the ``quantile`` of those over the squares
+    (the whole photo's median when it is smaller than one square), at least the rounding
+    noise of ``bits``-bit display values in linear light. On white noise the 10th percentile
+    of 64-sample medians reads about 20% low; on a textured photo it reads the flattest
+    squares instead of the texture."""
     h, w = linear.shape[-2] // 2 * 2, linear.shape[-1] // 2 * 2
     x = linear[..., :h, :w].float()
-    d = (x[..., 0::2, 0::2] - x[..., 1::2, 0::2] - x[..., 0::2, 1::2] + x[..., 1::2, 1::2]) / 2
-    mad = float(d.abs().flatten().median()) / MAD_TO_SIGMA if d.numel() else 0.0
+    d = ((x[..., 0::2, 0::2] - x[..., 1::2, 0::2] - x[..., 0::2, 1::2]
+          + x[..., 1::2, 1::2]) / 2).abs().flatten(0, 1)  # (N C, h/2, w/2)
+    b = block // 2
+    rows, cols = d.shape[-2] // b, d.shape[-1] // b
+    if d.numel() == 0:
+        mad = 0.0
+    elif rows and cols:
+        cells = d[:, : rows * b, : cols * b].reshape(d.shape[0], rows, b, cols, b)
+        med = cells.transpose(2, 3).flatten(-2).median(-1).values.flatten()
+        mad = float(torch.quantile(med, quantile)) / MAD_TO_SIGMA
+    else:
+        mad = float(d.flatten().median()) / MAD_TO_SIGMA
     display = linear.float().clamp(0, 1).pow(1.0 / gamma)
     slope = gamma * display.pow(gamma - 1.0) if gamma != 1 else torch.ones_like(display)
     floor = float(slope.square().mean()) / (12.0 * (2**bits - 1) ** 2)
