@@ -6,7 +6,7 @@ from the repository root:
 
     python -m data_prep handmade --one-motion --out data/handmade1
     python docs/demo/one_motion.py
-    python -m data_prep handmade --shake --out data/handmade_shake
+    python -m data_prep handmade --shake --draws 4 --out data/handmade_shake
     python docs/demo/one_motion.py --shake
 """
 
@@ -24,7 +24,7 @@ from data_prep.handmade import PHOTOS as ALL_PHOTOS
 
 SHAKE = "--shake" in sys.argv[1:]
 # one motion: refined kernel right; field kept by the border test, by the margin.
-# shake (seed 0): two restored, the one photo of the 32 that deblur makes worse
+# shake (first draw): two gain; brick's 256² evaluation window is one of the three of 32 made worse
 PHOTOS = ("coffee", "camera", "brick") if SHAKE else ("coffee", "chelsea", "brick")
 ROOT = "data/handmade_shake" if SHAKE else "data/handmade1"
 OUT = "docs/demo/shake.png" if SHAKE else "docs/demo/one_motion.png"
