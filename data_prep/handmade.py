@@ -20,8 +20,11 @@ bank's (straight or gently curved, whole exposure): the blur of a hand-held phot
 ``--draws N`` writes N samples per photo into the one shard, each under its own fields
 (sample ``d * 8 + i``; the first eight are the set of one draw). The
 blur itself is the project's synthesis (``data_prep.synth.synthesize``: smoothed,
-normalised masks, gamma 2.2, no noise), so the ground-truth field is known and the samples
-are scored like any held-out synthetic set::
+normalised masks, gamma 2.2, no noise unless ``--noise A,S``: Poisson–Gaussian noise in
+linear light, ``A * Poisson(v / A) + N(0, S²)``, drawn per sample from ``(seed, index)``
+and added after the blur, so the same command without it gives the same blur noise-free),
+so the ground-truth field is known and the samples are scored like any held-out synthetic
+set::
 
     python -m data_prep handmade --out data/handmade
     blurfield evaluate --config eval/synthetic --root data/handmade/handmade-000000.tar
@@ -42,6 +45,7 @@ from omegaconf import DictConfig
 from blurfield.config import as_config
 from blurfield.data.schema import Sample, encode_sample, make_meta
 from blurfield.errors import UserError
+from data_prep.synth import Noise, synthesize
 
 HELP = "skimage photos blurred by hand-made non-uniform fields (a held-out check)"
 ALIASES = {
@@ -53,6 +57,7 @@ MIN_ANGLE = 30.0  # degrees between the layers' motion directions
 # --shake draws trajectory SHAKE_INDEX + i: no kernel bank (any seed, fewer kernels than
 # this) shares a trajectory's random numbers, so no training kernel is a --shake one
 SHAKE_INDEX = 1 << 40
+NOISE_STREAM = 2  # the noise generator is default_rng([seed, index, NOISE_STREAM])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -61,11 +66,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=384, help="largest crop side (px)")
     parser.add_argument("--draws", type=int, default=1,
                         help="fields drawn per photo (samples 8 x draws, one shard)")
+    parser.add_argument("--noise", type=noise_arg, default=None, metavar="A,S",
+                        help="Poisson-Gaussian noise in linear light: A * Poisson(v / A) + "
+                             "N(0, S^2), e.g. 0.0002,0.002 (default: none)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--one-motion", action="store_true",
                      help="blur each photo by its background layer's kernel only")
     how.add_argument("--shake", action="store_true",
                      help="blur each photo by one Boracchi & Foi camera-shake trajectory")
+
+
+def noise_arg(text: str) -> Noise:
+    """``--noise A,S`` -> :class:`~data_prep.synth.Noise` (both >= 0, not both 0)."""
+    try:
+        a, s = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': expected two numbers A,S (e.g. 0.0002,0.002)") from None
+    if a < 0 or s < 0 or a + s == 0 or not np.isfinite(a + s):
+        raise argparse.ArgumentTypeError(f"'{text}': A and S must be >= 0, not both 0")
+    return Noise(a, s)
 
 
 def photo(name: str, size: int) -> np.ndarray:
@@ -125,12 +145,12 @@ def shake_kernel(index: int, kernel_size: int, seed: int) -> np.ndarray:
 
 
 def make(name: str, index: int, size: int, kernel_size: int, seed: int,
-         one_motion: bool = False, shake: bool = False) -> Sample:
+         one_motion: bool = False, shake: bool = False, noise: Noise | None = None) -> Sample:
     """The hand-made sample of photo ``name`` (deterministic in ``seed`` and ``index``);
     ``one_motion``: its background kernel alone over the whole photo (one layer);
-    ``shake``: :func:`shake_kernel` over the whole photo (one layer)."""
-    from data_prep.synth import synthesize
-
+    ``shake``: :func:`shake_kernel` over the whole photo (one layer); ``noise``: drawn from
+    its own generator (``seed``, ``index``, :data:`NOISE_STREAM`), so the fields do not
+    change with it."""
     rng = np.random.default_rng([seed, index])
     sharp = photo(name, size)
     layers = layer_map(sharp.shape[0], rng)
@@ -141,10 +161,12 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int,
         layers, kernels = np.zeros_like(layers), kernels[:1]
     if shake:
         layers, kernels = np.zeros_like(layers), shake_kernel(index, kernel_size, seed)[None]
-    blurry = synthesize(sharp, layers, kernels, 1.0, 2.2, True)
+    noise_rng = np.random.default_rng([seed, index, NOISE_STREAM])
+    blurry = synthesize(sharp, layers, kernels, 1.0, 2.2, True, noise, noise_rng)
     meta = make_meta(has_field=True, brightness=1.0, gamma=2.2, kernel_size=kernel_size,
-                     normalize_masks=True, noise=None, seed=int(seed), kernel_ids=[],
-                     image_id=f"skimage.{name}", source="handmade")
+                     normalize_masks=True, noise=noise.as_meta() if noise else None,
+                     seed=int(seed), kernel_ids=[], image_id=f"skimage.{name}",
+                     source="handmade")
     return Sample(f"{index:04d}_{name}", blurry, sharp, meta, kernels, layers)
 
 
@@ -166,8 +188,8 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
     if args.draws < 1:
         raise UserError(f"--draws {args.draws}: must be >= 1")
     path = Path(args.out) / "handmade-000000.tar"
-    samples = (make(name, d * len(PHOTOS) + i, args.size, k, seed, args.one_motion, args.shake)
-               for d in range(args.draws) for i, name in enumerate(PHOTOS))
+    samples = (make(name, d * len(PHOTOS) + i, args.size, k, seed, args.one_motion, args.shake,
+                    args.noise) for d in range(args.draws) for i, name in enumerate(PHOTOS))
     n = write_shard(path, (encode_sample(s) for s in samples))
     print(f"wrote {n} samples to {path}")
     return 0

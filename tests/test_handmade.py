@@ -144,3 +144,34 @@ def test_draws_add_fields_after_the_first_draw(tmp_path):
         np.testing.assert_array_equal(x.sharp, z.sharp)
         assert not np.allclose(x.kernels, z.kernels)
     assert main(["handmade", "--out", str(tmp_path / "bad"), "--draws", "0"]) == 2
+
+
+def test_noise_is_added_to_the_same_blur_at_its_poisson_gaussian_variance(tmp_path):
+    """``--noise A,S``: the same fields; in linear light the noisy photo minus the clean
+    one has variance ``A v + S²`` (``v`` the clean linear value; Poisson–Gaussian), so the
+    standardised difference has variance 1 (8-bit rounding adds under 1% at these levels)."""
+    clean, noisy = tmp_path / "clean", tmp_path / "noisy"
+    a, s = 0.002, 0.01
+    for out, flags in ((clean, []), (noisy, ["--noise", f"{a},{s}"])):
+        assert main(["handmade", "--out", str(out), "--size", "128", "--shake", *flags]) == 0
+    read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
+        str(d / "handmade-000000.tar"), shardshuffle=False)]
+    z = []
+    for c, n in zip(read(clean), read(noisy), strict=True):
+        np.testing.assert_array_equal(c.kernels, n.kernels)
+        assert c.meta["noise"] is None and n.meta["noise"] == {"poisson": a, "gauss": s}
+        lin = lambda im: (im.astype(np.float64) / 255) ** 2.2  # noqa: E731
+        v, y = lin(c.blurry), lin(n.blurry)
+        ok = (v > 0.05) & (v < 0.6)  # away from clipping at 0 and 1
+        z.append(((y - v) / np.sqrt(a * v + s**2))[ok])
+    z = np.concatenate(z)
+    assert abs(z.mean()) < 0.02
+    assert z.var() == pytest.approx(1.0, rel=0.08)
+
+
+@pytest.mark.parametrize("bad", ["0.1", "a,b", "-1,0.01", "0,0"])
+def test_noise_rejects_bad_values(tmp_path, capsys, bad):
+    with pytest.raises(SystemExit):
+        main(["handmade", "--out", str(tmp_path), "--noise", bad])
+    assert "--noise" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
