@@ -284,6 +284,6 @@ class RestoreOptions(RLOptions):
     no_harm_max_unexplained: float = 0.45  # U above this: the photo lacks the claimed blur
     no_harm_shrink: int = 1  # also try the kernels at 0.71, ... of their size (steps)
     no_harm_window: int = 256  # probes on four squares of this side (0 = the whole photo)
-    no_harm_noise: float = 1.5  # discrepancy: stop RL at this x the noise variance
+    no_harm_noise: float = 0.5  # discrepancy: stop RL at this x the noise variance
     no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
     restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]
