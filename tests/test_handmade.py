@@ -15,6 +15,12 @@ from data_prep.__main__ import main
 from data_prep.handmade import MIN_ANGLE, PHOTOS, angles, layer_map, motion_kernel
 
 
+def read_shard(folder):
+    """The samples of ``folder``/handmade-000000.tar, in order."""
+    return [decode_sample(r) for r in wds.WebDataset(str(folder / "handmade-000000.tar"),
+                                                     shardshuffle=False)]
+
+
 @pytest.mark.parametrize("length", [9, 17, 25])
 def test_motion_kernel_is_a_centred_line_of_that_length(length):
     k = motion_kernel(length, 37.0, 33)
@@ -49,8 +55,7 @@ def test_layer_map_has_three_layers():
 
 def test_command_writes_samples_whose_blur_is_their_field(tmp_path):
     assert main(["handmade", "--out", str(tmp_path), "--size", "96", "--seed", "5"]) == 0
-    raw = list(wds.WebDataset(str(tmp_path / "handmade-000000.tar"), shardshuffle=False))
-    samples = [decode_sample(r) for r in raw]
+    samples = read_shard(tmp_path)
     assert [s.meta["image_id"] for s in samples] == [f"skimage.{n}" for n in PHOTOS]
     s = samples[0]
     assert s.blurry.shape == s.sharp.shape == (96, 96, 3) and s.kernels.shape == (3, 33, 33)
@@ -74,10 +79,8 @@ def test_one_layer_sets_blur_the_whole_photo_by_one_kernel(tmp_path, flag):
     three, one = tmp_path / "three", tmp_path / "one"
     for out, flags in ((three, []), (one, [flag])):
         assert main(["handmade", "--out", str(out), "--size", "96", "--seed", "5", *flags]) == 0
-    read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
-        str(d / "handmade-000000.tar"), shardshuffle=False)]
     shakes = []
-    for a, b in zip(read(three), read(one), strict=True):
+    for a, b in zip(read_shard(three), read_shard(one), strict=True):
         assert b.kernels.shape == (1, 33, 33) and not b.layers.any()
         np.testing.assert_array_equal(b.sharp, a.sharp)
         k = b.kernels[0]
@@ -134,9 +137,7 @@ def test_draws_add_fields_after_the_first_draw(tmp_path):
     for out, n in ((one, "1"), (two, "2")):
         assert main(["handmade", "--out", str(out), "--size", "64", "--shake",
                      "--draws", n]) == 0
-    read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
-        str(d / "handmade-000000.tar"), shardshuffle=False)]
-    a, b = read(one), read(two)
+    a, b = read_shard(one), read_shard(two)
     assert len(a) == 8 and len(b) == 16 and len({s.key for s in b}) == 16
     for x, y, z in zip(a, b[:8], b[8:], strict=True):
         assert x.key == y.key
@@ -154,14 +155,11 @@ def test_noise_is_added_to_the_same_blur_at_its_poisson_gaussian_variance(tmp_pa
     a, s = 0.002, 0.01
     for out, flags in ((clean, []), (noisy, ["--noise", f"{a},{s}"])):
         assert main(["handmade", "--out", str(out), "--size", "128", "--shake", *flags]) == 0
-    read = lambda d: [decode_sample(r) for r in wds.WebDataset(  # noqa: E731
-        str(d / "handmade-000000.tar"), shardshuffle=False)]
     z = []
-    for c, n in zip(read(clean), read(noisy), strict=True):
+    for c, n in zip(read_shard(clean), read_shard(noisy), strict=True):
         np.testing.assert_array_equal(c.kernels, n.kernels)
         assert c.meta["noise"] is None and n.meta["noise"] == {"poisson": a, "gauss": s}
-        lin = lambda im: (im.astype(np.float64) / 255) ** 2.2  # noqa: E731
-        v, y = lin(c.blurry), lin(n.blurry)
+        v, y = ((im.astype(np.float64) / 255) ** 2.2 for im in (c.blurry, n.blurry))
         ok = (v > 0.05) & (v < 0.6)  # away from clipping at 0 and 1
         z.append(((y - v) / np.sqrt(a * v + s**2))[ok])
     z = np.concatenate(z)
