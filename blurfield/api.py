@@ -337,7 +337,7 @@ def restore(
     tiled = tile > 0 and max(work_size) > tile
     work = blurry_linear if r == 1 else downscale_image(blurry_linear.to(dev), r)
     judged = None
-    stop_error = None
+    stops: dict[str, Any] = {}
     if o.no_harm:
         g = field.gamma if gamma is None else float(gamma)
         probe = min(o.no_harm_probe, iterations)
@@ -353,8 +353,10 @@ def restore(
         if judged.kernel_scale < 1:
             kernels = noharm.rescaled(kernels, judged.kernel_scale)
         if not tiled:
-            sigma = noharm.noise_sigma(work, g)
-            stop_error = o.no_harm_noise * sigma**2
+            stops = _stops(work.to(dev), g, o)
+        elif o.no_harm_spread > 0:  # every tile runs as many iterations as RL on the probes'
+            iterations = _probe_iterations(work.to(dev), kernels, mixing_at, iterations,
+                                           o.no_harm_window, g, o, options)
     if tiled:
         overlap = auto_overlap(k) if str(o.tile_overlap) == "auto" else int(o.tile_overlap)
         res = restore_tiled(work, kernels, mixing_at, tile=tile, overlap=overlap,
@@ -364,8 +366,8 @@ def restore(
         try:
             res = richardson_lucy(work.to(dev), kernels, mixing_at(None),
                                   iterations=iterations, early_stop=o.early_stop,
-                                  stop_error=stop_error,
-                                  callback=lambda t, x, e: bar.update(t > 0), **options)
+                                  callback=lambda t, x, e: bar.update(t > 0), **stops,
+                                  **options)
         finally:
             bar.close()
         res = res._replace(image=res.image.to(blurry_linear.device))
@@ -380,6 +382,29 @@ def restore(
                         decision=dataclasses.replace(judged, iterations=res.iterations))
 
 
+def _stops(work: Tensor, gamma: float, o: RestoreOptions) -> dict[str, Any]:
+    """RL's stops under the no-harm rule for the photo ``work`` (at the restoration's scale):
+    the discrepancy ``stop_error`` and, with ``no_harm_spread``, the amplification test."""
+    stops: dict[str, Any] = {"stop_error": o.no_harm_noise * noharm.noise_sigma(work, gamma)**2}
+    if o.no_harm_spread > 0:
+        stops["reject"] = noharm.amplification_stop(work, o.no_harm_spread, gamma)
+    return stops
+
+
+def _probe_iterations(work: Tensor, kernels: Tensor, mixing_at: Any, iterations: int,
+                      window: int, gamma: float, o: RestoreOptions, options: dict) -> int:
+    """The iterations of a tiled restoration with the spread stop on: those RL with the
+    rule's stops (:func:`_stops`) takes on the four ``window``² squares the rule probes
+    (:func:`blurfield.restore.noharm.probe_boxes`), at the restoration's scale."""
+    boxes = noharm.probe_boxes(*work.shape[-2:], window)
+    v = torch.cat([work[..., y0:y1, x0:x1] for y0, y1, x0, x1 in boxes])
+    mixing = torch.cat([mixing_at(box) for box in boxes])
+    res = richardson_lucy(v, kernels.expand(len(boxes), *kernels.shape[1:]), mixing,
+                          iterations=iterations, early_stop=o.early_stop,
+                          **_stops(v, gamma, o), **options)
+    return res.iterations
+
+
 def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
             gamma: float, o: RestoreOptions, options: dict, probe: int,
             callback=None) -> Decision:
@@ -390,6 +415,7 @@ def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
     if tuple(small.shape[-2:]) != tuple(low.shape[-2:]):
         mixing = upscale_mixing(low, tuple(small.shape[-2:]))
     rule = {**noharm.rule_kwargs(vars(o)), "probe": probe}
+    rule.pop("spread", None)  # the restoration's (_stops), not the assessment's
     return noharm.assess(small, field.kernels.to(dev, torch.float32)[None], mixing,
                          gamma=gamma, pixel_scale=field.scale, callback=callback, **rule,
                          **options)

@@ -286,4 +286,5 @@ class RestoreOptions(RLOptions):
     no_harm_window: int = 256  # probes on four squares of this side (0 = the whole photo)
     no_harm_noise: float = 0.5  # discrepancy: stop RL at this x the noise variance
     no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
+    no_harm_spread: float = 0.0  # 0 = off; RL stops when its spread in flat squares tops this x
     restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]

@@ -14,7 +14,7 @@ from blurfield.cli import main
 from blurfield.imageio import read_image, write_image
 from blurfield.physics import blur, saturate, to_display, to_linear
 from blurfield.restore import no_harm_richardson_lucy, noise_sigma, richardson_lucy
-from blurfield.restore.noharm import blur_extent, rescaled, turned
+from blurfield.restore.noharm import amplification_stop, blur_extent, rescaled, turned
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -234,6 +234,66 @@ def test_discrepancy_stop_keeps_the_first_iterate_at_the_noise_level():
     assert res.iterations == first and len(res.reblur_error) == first + 1
 
 
+def flat_and_textured(noise: float, seed: int = 0) -> torch.Tensor:
+    """(1, 3, 64, 64) linear: grey 0.2 plus white noise of ``noise`` on the left half,
+    uniform random texture in [0, 1] on the right."""
+    g = torch.Generator().manual_seed(seed)
+    v = 0.2 + noise * torch.randn(1, 3, 64, 64, generator=g)
+    v[..., 32:] = torch.rand(1, 3, 64, 32, generator=g)
+    return v
+
+
+def test_amplification_stop_reads_the_flattest_squares_only():
+    v = flat_and_textured(0.01)
+    stop = amplification_stop(v, 1.2)  # the flattest 10% of 16² squares: all on the left
+    amplified = v.clone()
+    amplified[..., :32] = 0.2 + 1.1 * (v[..., :32] - 0.2)
+    assert not stop(v) and not stop(amplified)  # spread x 1.1 <= 1.2
+    amplified[..., :32] = 0.2 + 1.3 * (v[..., :32] - 0.2)
+    assert stop(amplified)  # x 1.3 > 1.2
+    wild = v.clone()
+    wild[..., 32:] = 3 * v[..., 32:]  # the texture changed, the flat squares not
+    assert not stop(wild)
+    padded = torch.nn.functional.pad(amplified, (7, 7, 7, 7), value=5.0)
+    assert stop(padded)  # RL's "valid" estimate: its centre 64 x 64 is read
+    assert not stop(torch.nn.functional.pad(v, (7, 7, 7, 7), value=5.0))
+    # a photo without noise: the spread it may reach is at least 1.2 x SPREAD_FLOOR
+    clean = flat_and_textured(0.0)
+    bumped = clean.clone()
+    g = torch.Generator().manual_seed(1)
+    bumped[..., :32] += 0.001 * torch.randn(1, 3, 64, 32, generator=g)
+    assert not amplification_stop(clean, 1.2)(bumped)
+    assert amplification_stop(clean, 1.2)(clean + 0.01 * (bumped - clean) / 0.001)
+
+
+def test_reject_returns_the_iterate_before_the_first_rejected():
+    sharp = astronaut(48)
+    kernels, mixing = two_layer_field(48, 9)
+    v = blurred(sharp, kernels, mixing)
+    asked = []
+
+    def reject(x):
+        asked.append(x)
+        return len(asked) == 3  # the iterate after the third update
+
+    res = richardson_lucy(v, kernels, mixing, iterations=8, early_stop=False, reject=reject)
+    two = richardson_lucy(v, kernels, mixing, iterations=2, early_stop=False)
+    assert res.iterations == 2 and len(res.reblur_error) == 3
+    assert torch.equal(res.image, two.image)
+
+
+def test_the_spread_stop_ends_rl_before_the_flat_squares_pass_it():
+    sharp, kernels, mixing, v, _ = blurred_astronaut()
+    noisy = (v + 0.02 * torch.randn(v.shape, generator=torch.Generator().manual_seed(0))
+             ).clamp(min=0)
+    free = no_harm_richardson_lucy(noisy, kernels, mixing, iterations=30, spread=0)
+    kept = no_harm_richardson_lucy(noisy, kernels, mixing, iterations=30, spread=1.2)
+    assert free.decision.restored and kept.decision.restored
+    stop = amplification_stop(noisy, 1.2)
+    assert stop(free.image) and not stop(kept.image)  # RL alone passes it, the rule not
+    assert 0 < kept.iterations < free.iterations == 30
+
+
 # --------------------------------------------------------------------------- api, files, CLI
 
 
@@ -256,6 +316,14 @@ def test_tiled_restoration_gets_the_decision_and_the_blend():
     ref = sharp[0].permute(1, 2, 0).numpy()
     out, res = deblur(blurry, field, iterations=10, tile=48, return_result=True)
     assert res.decision.decision == "restored" and res.iterations == 10  # fixed count
+    # with the spread stop, every tile runs the count RL with the rule's stops takes on
+    # the probe squares: here the whole photo (smaller than four 256² squares), so that of
+    # the untiled restoration
+    _, cut = deblur(blurry, field, iterations=10, tile=48, no_harm_spread=1.2,
+                    return_result=True)
+    _, whole = deblur(blurry, field, iterations=10, tile=0, no_harm_spread=1.2,
+                      return_result=True)
+    assert cut.decision.restored and 0 < cut.iterations == whole.iterations < 10
     assert np.mean((out - ref) ** 2) < np.mean((blurry - ref) ** 2)
     out, res = deblur(ref, field, iterations=10, tile=48, return_result=True)
     assert res.decision.decision == "left nearly as is"
@@ -328,8 +396,10 @@ def test_every_no_harm_option_reaches_a_parameter_of_the_rule():
     o = RestoreOptions()
     options = {k: v for k, v in vars(o).items() if k.startswith("no_harm_")}
     kw = noharm.rule_kwargs(vars(o))
-    assert len(kw) == len(options) == 8 and "no_harm" not in kw
-    for fn in (noharm.assess, no_harm_richardson_lucy):
-        assert set(kw) <= set(inspect.signature(fn).parameters), fn.__name__
+    assert len(kw) == len(options) == 9 and "no_harm" not in kw
+    assert set(kw) <= set(inspect.signature(no_harm_richardson_lucy).parameters)
+    # the spread stop is the restoration's (step 5), every other key the assessment's too
+    assert set(kw) - {"spread"} <= set(inspect.signature(noharm.assess).parameters)
+    assert kw["spread"] == o.no_harm_spread
     assert kw["noise_factor"] == o.no_harm_noise and kw["min_blur_px"] == o.no_harm_min_blur
     assert kw["margin"] == o.no_harm_margin and kw["probe"] == o.no_harm_probe

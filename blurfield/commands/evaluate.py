@@ -51,7 +51,8 @@ RESTORE_KEYS = ("iterations", "field_iterations", "saturation", "tv_weight", "ea
                 "padding", "method", "sat_threshold", "z_dilate", "rank_tol", "tile",
                 "tile_overlap", "no_harm", "no_harm_probe",
                 "no_harm_evidence", "no_harm_margin", "no_harm_max_unexplained",
-                "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur")
+                "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur",
+                "no_harm_spread")
 
 
 # --------------------------------------------------------------------------- settings

@@ -50,7 +50,7 @@ from blurfield.restore.refine import rl_iterations
 EstimateFn = Callable[[Tensor], tuple[Tensor, ...]]
 NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_margin",
                 "no_harm_max_unexplained", "no_harm_shrink", "no_harm_window", "no_harm_noise",
-                "no_harm_min_blur")  # the restore section's no-harm rule (restore/noharm.py)
+                "no_harm_min_blur", "no_harm_spread")  # the restore section's no-harm rule
 
 
 @dataclass

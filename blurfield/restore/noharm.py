@@ -38,6 +38,17 @@ result, linear light), with a reason:
    skipped (``β = 1``) where the turned field hardly differs from the field (relative L2
    difference of the field's mean kernel below 0.2: a round blur has no direction).
 
+5. **Optional (``spread > 0``; off by default): the restoration must not amplify noise**
+   (or ring) where the photo is flat. RL stops before the first iterate whose spread
+   (standard deviation of display values, clipped to [0, 1]) in the photo's flattest
+   16 x 16 px squares (the 10% of squares and channels where the photo's is smallest; the
+   median over them) exceeds ``spread`` times the photo's own there (taken as at least
+   ``SPREAD_FLOOR``, one 8-bit grey level): if those squares are flat in the sharp photo
+   too, what RL adds there is noise it amplified or the ringing of a kernel the photo does
+   not have (:func:`amplification_stop`). Where they are not (a blur large for the photo,
+   texture everywhere), it stops a right kernel early; on the tuning sets no factor gained
+   without costing elsewhere (fifteenth session; docs/experiments.md).
+
 The photo is "restored" when ``β >= 0.5``, else "left nearly as is". Probes run on the
 photo at the field's resolution or, when that is larger than four ``window``² squares, on
 four ``window``² squares at the centres of its quarters (batched; the rule's cost no longer
@@ -58,15 +69,17 @@ restored (without the ``CLEARLY_WORSE`` exception +0.38 and +0.13 dB; with a thr
 line blurs, v4 field at 0.71 of its size: +1.89 dB, where 0.15 left it as is). The
 previous rule (the field had to beat its half-size and 1.6 x copies outright) left nearly
 every estimated field unused. The decision is taken at the resolution the field was
-estimated at; tiled restoration applies steps 1, 3 and 4 there and blends, without the
-discrepancy stop (every tile runs the same number of iterations).
+estimated at; a tiled restoration (every tile runs the same number of iterations) applies
+steps 1, 3 and 4 there and blends, without the discrepancy stop or, with step 5 on, runs as
+many iterations as RL with the stops of steps 2 and 5 takes on the probe squares
+(:func:`blurfield.api.restore`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,7 +88,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blurfield.physics import BlurField, mean_kernel, saturate
+from blurfield.physics import BlurField, mean_kernel, saturate, to_display
 from blurfield.restore.rl import RLResult, richardson_lucy
 
 MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
@@ -84,6 +97,7 @@ TURN_MIN_DIFFERENCE = 0.2  # below this relative L2 difference, the turned varia
 RESTORED_AT = 0.5  # blend from which a photo counts as "restored"
 TURNED = "turned 90°"
 CLEARLY_WORSE = 0.05  # log(U_half / U_field) from which the photo shows the field's blur anyway
+SPREAD_FLOOR = 1 / 255  # display values: the least spread of the flattest squares step 5 takes
 PROBE_OPTIONS = ("saturation", "tv_weight", "method", "sat_threshold", "z_dilate", "skip_tol",
                  "rank_tol")  # the RL options the probes take from the restoration's
 LEFT, RESTORED = "left nearly as is", "restored"
@@ -254,21 +268,53 @@ def reblur_error(v: Tensor, kernels: Tensor, mixing: Tensor, *, saturation: bool
     return float(((saturate(hv) if saturation else hv) - v).square().mean())
 
 
+def amplification_stop(v: Tensor, spread: float, gamma: float = 2.2, block: int = 16,
+                       share: float = 0.1) -> Callable[[Tensor], bool]:
+    """Step 5's test for RL's ``reject`` (module doc): a function of an iterate ``x`` (N, C,
+    H', W') of linear (N, C, H, W) ``v`` (for ``H' > H``, RL's ``padding="valid"``, its centre
+    H x W is read) that is true when the median standard deviation of ``x``'s display values
+    (``gamma``, clipped to [0, 1]) over the ``share`` of ``block`` x ``block`` squares (and
+    channels) where ``v``'s is smallest exceeds ``spread`` times ``v``'s there, taken as at
+    least ``SPREAD_FLOOR``."""
+    h, w = v.shape[-2] // block * block, v.shape[-1] // block * block
+
+    def square_std(x: Tensor) -> Tensor:
+        top, left = (x.shape[-2] - v.shape[-2]) // 2, (x.shape[-1] - v.shape[-1]) // 2
+        x = x[..., top : top + h, left : left + w].float().clamp(0, 1).flatten(0, 1)
+        cells = to_display(x, gamma).reshape(x.shape[0], h // block, block, w // block, block)
+        return cells.transpose(2, 3).flatten(-2).std(-1).flatten()
+
+    if h == 0 or w == 0:
+        return lambda x: False
+    own = square_std(v)
+    flat = own.argsort()[: max(1, int(share * own.numel()))]
+    limit = spread * max(float(own[flat].median()), SPREAD_FLOOR)
+    return lambda x: float(square_std(x)[flat].median()) > limit
+
+
 # --------------------------------------------------------------------------- the rule
 
 
-def probe_windows(v: Tensor, mixing: Tensor, window: int) -> tuple[Tensor, Tensor]:
-    """The part of (1, C, H, W) ``v`` and (1, B, H, W) ``mixing`` the probes run on: the
-    whole photo, or (when ``H·W > 4 window²`` and both sides are at least ``window``) the
-    four ``window x window`` squares centred on its quarters, as a batch of 4."""
-    h, w = v.shape[-2:]
+def probe_boxes(height: int, width: int, window: int) -> list[tuple[int, int, int, int]]:
+    """Where the probes run in a ``height x width`` photo, as windows ``(y0, y1, x0, x1)``:
+    the whole photo, or (when ``H·W > 4 window²`` and both sides are at least ``window``)
+    the four ``window x window`` squares centred on its quarters."""
+    h, w = height, width
     if window <= 0 or h * w <= 4 * window * window or min(h, w) < window:
-        return v, mixing
+        return [(0, h, 0, w)]
     tops = [min(max(round(f * h - window / 2), 0), h - window) for f in (0.25, 0.75)]
     lefts = [min(max(round(f * w - window / 2), 0), w - window) for f in (0.25, 0.75)]
-    boxes = [(t, left) for t in tops for left in lefts]
-    return (torch.cat([v[..., t : t + window, c : c + window] for t, c in boxes]),
-            torch.cat([mixing[..., t : t + window, c : c + window] for t, c in boxes]))
+    return [(t, t + window, c, c + window) for t in tops for c in lefts]
+
+
+def probe_windows(v: Tensor, mixing: Tensor, window: int) -> tuple[Tensor, Tensor]:
+    """The part of (1, C, H, W) ``v`` and (1, B, H, W) ``mixing`` the probes run on
+    (:func:`probe_boxes`), as a batch of 1 or 4."""
+    boxes = probe_boxes(*v.shape[-2:], window)
+    if len(boxes) == 1:
+        return v, mixing
+    return (torch.cat([v[..., y0:y1, x0:x1] for y0, y1, x0, x1 in boxes]),
+            torch.cat([mixing[..., y0:y1, x0:x1] for y0, y1, x0, x1 in boxes]))
 
 
 def unexplained(v: Tensor, kernels: Tensor, mixing: Tensor, probe: int, rl: dict,
@@ -369,7 +415,8 @@ def rule_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
     """The keyword arguments of :func:`assess` (and :func:`no_harm_richardson_lucy`) from the
     restore section's ``no_harm_*`` keys in ``options`` (``no_harm`` itself and other keys
     are left out): ``no_harm_probe`` -> ``probe``, ..., ``no_harm_noise`` ->
-    ``noise_factor``, ``no_harm_min_blur`` -> ``min_blur_px``."""
+    ``noise_factor``, ``no_harm_min_blur`` -> ``min_blur_px``, ``no_harm_spread`` -> ``spread``
+    (the restoration's, not :func:`assess`'s)."""
     renamed = {"noise": "noise_factor", "min_blur": "min_blur_px"}
     out = {}
     for key, value in options.items():
@@ -391,14 +438,14 @@ def blend(v: Tensor, x: Tensor, beta: float) -> Tensor:
 def no_harm_richardson_lucy(
     v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10, evidence: float = 0.2,
     margin: float = 0.25, max_unexplained: float = 0.45, shrink: int = 1, window: int = 256,
-    noise_factor: float = 0.5,
-    min_blur_px: float = 1.0, gamma: float = 2.2, **rl: Any,
+    noise_factor: float = 0.5, min_blur_px: float = 1.0, spread: float = 0.0,
+    gamma: float = 2.2, **rl: Any,
 ) -> RLResult:
     """:func:`~blurfield.restore.richardson_lucy` of ``v`` (1, C, H, W) under the no-harm
     rule (module doc), at one resolution: the :class:`RLResult` of the blend, with its
     ``decision``; the restoration uses the kernels at the decision's ``kernel_scale``. With
     ``padding="valid"`` the result is (1, C, H + K - 1, W + K - 1) and the blend is taken
-    against ``v`` mirror-padded, like RL's own start."""
+    against ``v`` mirror-padded, like RL's own start. ``spread``: step 5's factor (0: off)."""
     d = assess(v, kernels, mixing, probe=probe, evidence=evidence, margin=margin,
                max_unexplained=max_unexplained, shrink=shrink, window=window,
                noise_factor=noise_factor, min_blur_px=min_blur_px, gamma=gamma, **rl)
@@ -407,7 +454,9 @@ def no_harm_richardson_lucy(
         return start._replace(decision=d)
     if d.kernel_scale < 1:
         kernels = rescaled(kernels, d.kernel_scale)
-    res = richardson_lucy(v, kernels, mixing, stop_error=noise_factor * d.noise_sigma**2, **rl)
+    reject = amplification_stop(v, spread, gamma) if spread > 0 else None
+    res = richardson_lucy(v, kernels, mixing, stop_error=noise_factor * d.noise_sigma**2,
+                          reject=reject, **rl)
     start = v
     if str(rl.get("padding")) == "valid":
         from blurfield.physics import pad

@@ -28,7 +28,8 @@ denominator is clamped at ``TV_MIN_DENOMINATOR`` so a large λ cannot flip its s
 The iteration starts from the blurry image (for ``padding="valid"``, the blurry image
 mirror-padded to the input size) and runs ``iterations`` updates, or (``early_stop``) stops
 at the first update that does not lower the reblur error and returns the best iterate, or
-(``stop_error``, the discrepancy principle) stops once the reblur error is at most that.
+(``stop_error``, the discrepancy principle) stops once the reblur error is at most that, or
+(``reject``) stops before the first iterate a given test rejects.
 """
 
 from __future__ import annotations
@@ -171,6 +172,7 @@ def richardson_lucy(
     eps: float = 1e-6,
     check: bool = True,
     stop_error: float | None = None,
+    reject: Callable[[Tensor], bool] | None = None,
     callback: Callable[[int, Tensor, float], None] | None = None,
     **overrides: Any,
 ) -> RLResult:
@@ -215,6 +217,9 @@ def richardson_lucy(
         stop_error: the discrepancy principle: stop at the first iterate whose reblur error
             is <= this (e.g. the noise variance; :mod:`blurfield.restore.noharm`) and return
             it; None: no such stop.
+        reject: ``reject(x)`` is asked of every iterate after the first update; the first
+            it is true for ends the iterations, and the iterate before it is returned (e.g.
+            :func:`blurfield.restore.noharm.amplification_stop`); None: no such stop.
         callback: called as ``callback(t, x, err)`` for every evaluated iterate ``x``
             (``t`` updates applied, ``err = reblur_error[t]``).
     Returns:
@@ -258,6 +263,8 @@ def richardson_lucy(
         return c.clamp(*correction_range(a, k, padding)) if signed else c
 
     for t in range(iterations + 1):
+        if t > 0 and reject is not None and reject(x):
+            break
         hx = op.forward(x)
         if signed:  # a weighted mean of x in the exact operator: held there
             hx = hx.clamp(*blur_range(x, k, padding))
