@@ -383,12 +383,9 @@ def restore(
 
 
 def _stops(work: Tensor, gamma: float, o: RestoreOptions) -> dict[str, Any]:
-    """RL's stops under the no-harm rule for the photo ``work`` (at the restoration's scale):
-    the discrepancy ``stop_error`` and, with ``no_harm_spread``, the amplification test."""
-    stops: dict[str, Any] = {"stop_error": o.no_harm_noise * noharm.noise_sigma(work, gamma)**2}
-    if o.no_harm_spread > 0:
-        stops["reject"] = noharm.amplification_stop(work, o.no_harm_spread, gamma)
-    return stops
+    """RL's stops under the no-harm rule (:func:`blurfield.restore.noharm.rl_stops`) for the
+    photo ``work`` at the restoration's scale."""
+    return noharm.rl_stops(work, o.no_harm_noise, o.no_harm_spread, gamma)
 
 
 def _probe_iterations(work: Tensor, kernels: Tensor, mixing_at: Any, iterations: int,

@@ -292,6 +292,18 @@ def amplification_stop(v: Tensor, spread: float, gamma: float = 2.2, block: int 
     return lambda x: float(square_std(x)[flat].median()) > limit
 
 
+def rl_stops(v: Tensor, noise_factor: float, spread: float, gamma: float = 2.2,
+             sigma: float | None = None) -> dict[str, Any]:
+    """RL's stops under the rule for linear ``v``, as its keyword arguments: ``stop_error``
+    ``noise_factor · σ²`` (step 2; ``sigma``: σ when known, else :func:`noise_sigma` of
+    ``v``) and, with ``spread > 0``, ``reject`` (step 5, :func:`amplification_stop`)."""
+    sigma = noise_sigma(v, gamma) if sigma is None else sigma
+    stops: dict[str, Any] = {"stop_error": noise_factor * sigma**2}
+    if spread > 0:
+        stops["reject"] = amplification_stop(v, spread, gamma)
+    return stops
+
+
 # --------------------------------------------------------------------------- the rule
 
 
@@ -454,9 +466,8 @@ def no_harm_richardson_lucy(
         return start._replace(decision=d)
     if d.kernel_scale < 1:
         kernels = rescaled(kernels, d.kernel_scale)
-    reject = amplification_stop(v, spread, gamma) if spread > 0 else None
-    res = richardson_lucy(v, kernels, mixing, stop_error=noise_factor * d.noise_sigma**2,
-                          reject=reject, **rl)
+    res = richardson_lucy(v, kernels, mixing, **rl_stops(v, noise_factor, spread, gamma,
+                                                         d.noise_sigma), **rl)
     start = v
     if str(rl.get("padding")) == "valid":
         from blurfield.physics import pad
