@@ -36,6 +36,7 @@ from blurfield.restore import (
     choose_scale,
     downscale_image,
     noharm,
+    noise,
     progress_bar,
     restore_tiled,
     richardson_lucy,
@@ -383,9 +384,9 @@ def restore(
 
 
 def _stops(work: Tensor, gamma: float, o: RestoreOptions) -> dict[str, Any]:
-    """RL's stops under the no-harm rule (:func:`blurfield.restore.noharm.rl_stops`) for the
+    """RL's stops under the no-harm rule (:func:`blurfield.restore.noise.rl_stops`) for the
     photo ``work`` at the restoration's scale."""
-    return noharm.rl_stops(work, o.no_harm_noise, o.no_harm_spread, gamma)
+    return noise.rl_stops(work, o.no_harm_noise, o.no_harm_spread, gamma)
 
 
 def _probe_iterations(work: Tensor, kernels: Tensor, mixing_at: Any, iterations: int,

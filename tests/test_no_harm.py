@@ -14,7 +14,8 @@ from blurfield.cli import main
 from blurfield.imageio import read_image, write_image
 from blurfield.physics import blur, saturate, to_display, to_linear
 from blurfield.restore import no_harm_richardson_lucy, noise_sigma, richardson_lucy
-from blurfield.restore.noharm import amplification_stop, blur_extent, rescaled, turned
+from blurfield.restore.noharm import blur_extent, rescaled, turned
+from blurfield.restore.noise import amplification_stop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

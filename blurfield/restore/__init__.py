@@ -3,8 +3,9 @@ the scale option (estimate on a downscaled photo, restore at full size), the no-
 that decides how much of a restoration to keep (:mod:`blurfield.restore.noharm`), and the
 blind refinement of the estimated kernel against the photo (:mod:`blurfield.restore.refine`)."""
 
-from blurfield.restore import noharm
-from blurfield.restore.noharm import Decision, no_harm_richardson_lucy, noise_sigma
+from blurfield.restore import noharm, noise
+from blurfield.restore.noharm import Decision, no_harm_richardson_lucy
+from blurfield.restore.noise import noise_sigma
 from blurfield.restore.rl import (
     RLResult,
     bright_split,
@@ -33,6 +34,7 @@ __all__ = [
     "downscale_image",
     "no_harm_richardson_lucy",
     "noharm",
+    "noise",
     "noise_sigma",
     "parse_scale",
     "progress_bar",

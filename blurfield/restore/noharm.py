@@ -45,9 +45,12 @@ result, linear light), with a reason:
    median over them) exceeds ``spread`` times the photo's own there (taken as at least
    ``SPREAD_FLOOR``, one 8-bit grey level): if those squares are flat in the sharp photo
    too, what RL adds there is noise it amplified or the ringing of a kernel the photo does
-   not have (:func:`amplification_stop`). Where they are not (a blur large for the photo,
-   texture everywhere), it stops a right kernel early; on the tuning sets no factor gained
-   without costing elsewhere (fifteenth session; docs/experiments.md).
+   not have (:func:`blurfield.restore.noise.amplification_stop`). Where they are not (a
+   blur large for the photo, texture everywhere), it stops a right kernel early; on the
+   tuning sets no factor gained without costing elsewhere (fifteenth session;
+   docs/experiments.md).
+
+Steps 2 and 5 measure the photo's noise with :mod:`blurfield.restore.noise`.
 
 The photo is "restored" when ``β >= 0.5``, else "left nearly as is". Probes run on the
 photo at the field's resolution or, when that is larger than four ``window``² squares, on
@@ -79,7 +82,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,16 +91,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from blurfield.physics import BlurField, mean_kernel, saturate, to_display
+from blurfield.physics import BlurField, mean_kernel, saturate
+from blurfield.restore.noise import noise_sigma, rl_stops
 from blurfield.restore.rl import RLResult, richardson_lucy
 
-MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
 GRID = 16  # cells a side for the field's blur size
 TURN_MIN_DIFFERENCE = 0.2  # below this relative L2 difference, the turned variant is skipped
 RESTORED_AT = 0.5  # blend from which a photo counts as "restored"
 TURNED = "turned 90°"
 CLEARLY_WORSE = 0.05  # log(U_half / U_field) from which the photo shows the field's blur anyway
-SPREAD_FLOOR = 1 / 255  # display values: the least spread of the flattest squares step 5 takes
 PROBE_OPTIONS = ("saturation", "tv_weight", "method", "sat_threshold", "z_dilate", "skip_tol",
                  "rank_tol")  # the RL options the probes take from the restoration's
 LEFT, RESTORED = "left nearly as is", "restored"
@@ -166,35 +168,6 @@ class Decision:
 
 
 # --------------------------------------------------------------------------- measures
-
-
-def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8, block: int = 16,
-                quantile: float = 0.1) -> float:
-    """σ of (N, C, H, W) linear light (module doc, step 2): the Haar diagonal detail
-    ``d = (x00 - x10 - x01 + x11) / 2`` of 2 x 2 cells, ``median |d| / 0.6745`` in each
-    ``block`` x ``block`` px square and channel, the ``quantile`` of those over the squares
-    (the whole photo's median when it is smaller than one square), at least the rounding
-    noise of ``bits``-bit display values in linear light. On white noise the 10th percentile
-    of 64-sample medians reads about 20% low; on a textured photo it reads the flattest
-    squares instead of the texture."""
-    h, w = linear.shape[-2] // 2 * 2, linear.shape[-1] // 2 * 2
-    x = linear[..., :h, :w].float()
-    d = ((x[..., 0::2, 0::2] - x[..., 1::2, 0::2] - x[..., 0::2, 1::2]
-          + x[..., 1::2, 1::2]) / 2).abs().flatten(0, 1)  # (N C, h/2, w/2)
-    b = block // 2
-    rows, cols = d.shape[-2] // b, d.shape[-1] // b
-    if d.numel() == 0:
-        mad = 0.0
-    elif rows and cols:
-        cells = d[:, : rows * b, : cols * b].reshape(d.shape[0], rows, b, cols, b)
-        med = cells.transpose(2, 3).flatten(-2).median(-1).values.flatten()
-        mad = float(torch.quantile(med, quantile)) / MAD_TO_SIGMA
-    else:
-        mad = float(d.flatten().median()) / MAD_TO_SIGMA
-    display = linear.float().clamp(0, 1).pow(1.0 / gamma)
-    slope = gamma * display.pow(gamma - 1.0) if gamma != 1 else torch.ones_like(display)
-    floor = float(slope.square().mean()) / (12.0 * (2**bits - 1) ** 2)
-    return math.sqrt(max(mad * mad, floor))
 
 
 def blur_extent(kernels: Tensor, mixing: Tensor, grid: int = GRID) -> float:
@@ -266,42 +239,6 @@ def reblur_error(v: Tensor, kernels: Tensor, mixing: Tensor, *, saturation: bool
                    skip_tol=skip_tol)
     hv = op.forward(v)
     return float(((saturate(hv) if saturation else hv) - v).square().mean())
-
-
-def amplification_stop(v: Tensor, spread: float, gamma: float = 2.2, block: int = 16,
-                       share: float = 0.1) -> Callable[[Tensor], bool]:
-    """Step 5's test for RL's ``reject`` (module doc): a function of an iterate ``x`` (N, C,
-    H', W') of linear (N, C, H, W) ``v`` (for ``H' > H``, RL's ``padding="valid"``, its centre
-    H x W is read) that is true when the median standard deviation of ``x``'s display values
-    (``gamma``, clipped to [0, 1]) over the ``share`` of ``block`` x ``block`` squares (and
-    channels) where ``v``'s is smallest exceeds ``spread`` times ``v``'s there, taken as at
-    least ``SPREAD_FLOOR``."""
-    h, w = v.shape[-2] // block * block, v.shape[-1] // block * block
-
-    def square_std(x: Tensor) -> Tensor:
-        top, left = (x.shape[-2] - v.shape[-2]) // 2, (x.shape[-1] - v.shape[-1]) // 2
-        x = x[..., top : top + h, left : left + w].float().clamp(0, 1).flatten(0, 1)
-        cells = to_display(x, gamma).reshape(x.shape[0], h // block, block, w // block, block)
-        return cells.transpose(2, 3).flatten(-2).std(-1).flatten()
-
-    if h == 0 or w == 0:
-        return lambda x: False
-    own = square_std(v)
-    flat = own.argsort()[: max(1, int(share * own.numel()))]
-    limit = spread * max(float(own[flat].median()), SPREAD_FLOOR)
-    return lambda x: float(square_std(x)[flat].median()) > limit
-
-
-def rl_stops(v: Tensor, noise_factor: float, spread: float, gamma: float = 2.2,
-             sigma: float | None = None) -> dict[str, Any]:
-    """RL's stops under the rule for linear ``v``, as its keyword arguments: ``stop_error``
-    ``noise_factor · σ²`` (step 2; ``sigma``: σ when known, else :func:`noise_sigma` of
-    ``v``) and, with ``spread > 0``, ``reject`` (step 5, :func:`amplification_stop`)."""
-    sigma = noise_sigma(v, gamma) if sigma is None else sigma
-    stops: dict[str, Any] = {"stop_error": noise_factor * sigma**2}
-    if spread > 0:
-        stops["reject"] = amplification_stop(v, spread, gamma)
-    return stops
 
 
 # --------------------------------------------------------------------------- the rule

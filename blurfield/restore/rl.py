@@ -219,7 +219,7 @@ def richardson_lucy(
             it; None: no such stop.
         reject: ``reject(x)`` is asked of every iterate after the first update; the first
             it is true for ends the iterations, and the iterate before it is returned (e.g.
-            :func:`blurfield.restore.noharm.amplification_stop`); None: no such stop.
+            :func:`blurfield.restore.noise.amplification_stop`); None: no such stop.
         callback: called as ``callback(t, x, err)`` for every evaluated iterate ``x``
             (``t`` updates applied, ``err = reblur_error[t]``).
     Returns:

@@ -1,0 +1,89 @@
+"""The photo's noise, and when Richardson–Lucy has reached it or amplifies it: the measures
+behind the no-harm rule's steps 2 and 5 (:mod:`blurfield.restore.noharm`).
+
+- :func:`noise_sigma`: σ of a linear photo, read on its flattest squares (Haar diagonal
+  detail), at least the rounding noise of its display values;
+- :func:`amplification_stop`: a test of RL's iterates, true once their spread in the
+  photo's flattest squares passes a factor times the photo's own (step 5, off by default);
+- :func:`rl_stops`: both as RL's keyword arguments (``stop_error``, ``reject``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from blurfield.physics import to_display
+
+MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
+SPREAD_FLOOR = 1 / 255  # display values: the least spread of the flattest squares step 5 takes
+
+
+def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8, block: int = 16,
+                quantile: float = 0.1) -> float:
+    """σ of (N, C, H, W) linear light (the no-harm rule's step 2,
+    :mod:`blurfield.restore.noharm`): the Haar diagonal detail
+    ``d = (x00 - x10 - x01 + x11) / 2`` of 2 x 2 cells, ``median |d| / 0.6745`` in each
+    ``block`` x ``block`` px square and channel, the ``quantile`` of those over the squares
+    (the whole photo's median when it is smaller than one square), at least the rounding
+    noise of ``bits``-bit display values in linear light. On white noise the 10th percentile
+    of 64-sample medians reads about 20% low; on a textured photo it reads the flattest
+    squares instead of the texture."""
+    h, w = linear.shape[-2] // 2 * 2, linear.shape[-1] // 2 * 2
+    x = linear[..., :h, :w].float()
+    d = ((x[..., 0::2, 0::2] - x[..., 1::2, 0::2] - x[..., 0::2, 1::2]
+          + x[..., 1::2, 1::2]) / 2).abs().flatten(0, 1)  # (N C, h/2, w/2)
+    b = block // 2
+    rows, cols = d.shape[-2] // b, d.shape[-1] // b
+    if d.numel() == 0:
+        mad = 0.0
+    elif rows and cols:
+        cells = d[:, : rows * b, : cols * b].reshape(d.shape[0], rows, b, cols, b)
+        med = cells.transpose(2, 3).flatten(-2).median(-1).values.flatten()
+        mad = float(torch.quantile(med, quantile)) / MAD_TO_SIGMA
+    else:
+        mad = float(d.flatten().median()) / MAD_TO_SIGMA
+    display = linear.float().clamp(0, 1).pow(1.0 / gamma)
+    slope = gamma * display.pow(gamma - 1.0) if gamma != 1 else torch.ones_like(display)
+    floor = float(slope.square().mean()) / (12.0 * (2**bits - 1) ** 2)
+    return math.sqrt(max(mad * mad, floor))
+
+
+def amplification_stop(v: Tensor, spread: float, gamma: float = 2.2, block: int = 16,
+                       share: float = 0.1) -> Callable[[Tensor], bool]:
+    """The no-harm rule's step 5 (:mod:`blurfield.restore.noharm`) as a test for RL's
+    ``reject``: a function of an iterate ``x`` (N, C, H', W') of linear (N, C, H, W) ``v``
+    (for ``H' > H``, RL's ``padding="valid"``, its centre H x W is read) that is true when the
+    median standard deviation of ``x``'s display values (``gamma``, clipped to [0, 1]) over
+    the ``share`` of ``block`` x ``block`` squares (and channels) where ``v``'s is smallest
+    exceeds ``spread`` times ``v``'s there, taken as at least ``SPREAD_FLOOR``."""
+    h, w = v.shape[-2] // block * block, v.shape[-1] // block * block
+
+    def square_std(x: Tensor) -> Tensor:
+        top, left = (x.shape[-2] - v.shape[-2]) // 2, (x.shape[-1] - v.shape[-1]) // 2
+        x = x[..., top : top + h, left : left + w].float().clamp(0, 1).flatten(0, 1)
+        cells = to_display(x, gamma).reshape(x.shape[0], h // block, block, w // block, block)
+        return cells.transpose(2, 3).flatten(-2).std(-1).flatten()
+
+    if h == 0 or w == 0:
+        return lambda x: False
+    own = square_std(v)
+    flat = own.argsort()[: max(1, int(share * own.numel()))]
+    limit = spread * max(float(own[flat].median()), SPREAD_FLOOR)
+    return lambda x: float(square_std(x)[flat].median()) > limit
+
+
+def rl_stops(v: Tensor, noise_factor: float, spread: float, gamma: float = 2.2,
+             sigma: float | None = None) -> dict[str, Any]:
+    """RL's stops under the rule for linear ``v``, as its keyword arguments: ``stop_error``
+    ``noise_factor · σ²`` (step 2; ``sigma``: σ when known, else :func:`noise_sigma` of
+    ``v``) and, with ``spread > 0``, ``reject`` (step 5, :func:`amplification_stop`)."""
+    sigma = noise_sigma(v, gamma) if sigma is None else sigma
+    stops: dict[str, Any] = {"stop_error": noise_factor * sigma**2}
+    if spread > 0:
+        stops["reject"] = amplification_stop(v, spread, gamma)
+    return stops
