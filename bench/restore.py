@@ -34,7 +34,9 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    tiles (``restore.estimate_tile``, the default) against the whole photo at once, and
    what the kernel refinement (``restore.refine_iterations``) adds; the estimate in tiles
    with the estimator's weights in the file's layout against channels-last (what
-   ``api.load_estimator`` gives).
+   ``api.load_estimator`` gives); the noise test of ``restore.denoise_above`` on the photo
+   and, with white linear noise of 0.006 added, the test and the bilateral filter
+   (``api.denoise``) against the estimate's time.
 4. ``scale`` (``--handmade DIR``, a folder of ``*.blurry.png`` / ``*.sharp.png`` from
    ``python -m data_prep handmade`` unpacked): each photo estimated by the shipped model at
    ``--field-scale`` (2), restored at full size and at the field's scale (correction
@@ -340,6 +342,15 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
                     restore_scale=restore_scale)
         t_rl = (time.perf_counter() - t0) * iterations / max(1, rl_iterations)
         total = t_est + t_probe + t_rl
+        g = torch.Generator().manual_seed(0)
+        noisy = to_display((x + 0.006 * torch.randn(x.shape, generator=g)).clamp(0, 1))
+        noisy = noisy[0].permute(1, 2, 0).numpy()
+        t_gate = best_of(lambda: api.denoise(image), 0)
+        t_filter = best_of(lambda: api.denoise(noisy), 0)
+        print(f"  {name:>5}: the noise test of restore.denoise_above {t_gate:.1f} s "
+              f"(noise-free: {api.denoise(image)[1] is None}), with linear noise of 0.006 "
+              f"the test and the bilateral filter {t_filter:.1f} s; against the estimate "
+              f"{t_gate / t_est:.0%} and {t_filter / t_est:.0%}")
         print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile} "
               f"{t_tiles:.1f} s, the whole photo at once {t_whole:.1f} s, the kernel "
               f"refinement {t_est - t_tiles:.1f} s, {t_est / t_tiles:.2f}x the tiles alone: "

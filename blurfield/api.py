@@ -1,6 +1,7 @@
 """The Python face of blurfield: load an estimator, estimate a blur field, deblur a photo.
 
     model = load_estimator("runs/estimator/last.ckpt")     # or None: the shipped model
+    photo, sigma = denoise(photo)                          # a noisy photo denoised first
     field = estimate(photo, model, scale="auto")          # photo: (H, W, 3) display in [0, 1]
     sharp = deblur(photo, field)                           # display in, display out
     save_field("photo_field.npz", field); field = load_field("photo_field.npz")
@@ -153,6 +154,18 @@ def _file_id(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return f"{path.name}:{h.hexdigest()[:12]}"
+
+
+def denoise(image: Any, *, above: float | None = 0.002, gamma: float = 2.2
+            ) -> tuple[Any, float | None]:
+    """A noisy photo denoised before it is estimated and restored, as ``blurfield deblur``
+    does (``restore.denoise_above``, whose default ``above`` is): display values in, the
+    same type and layout out (float), with its noise level σ (linear light); the photo
+    itself and None when it is not noisy (σ at most ``above``, or detail that is texture
+    rather than white noise; None: never). :func:`blurfield.restore.noise.denoise`."""
+    x, back = _as_batch(image)
+    out, sigma = noise.denoise(x, above, gamma)
+    return (image, None) if sigma is None else (back(out), sigma)
 
 
 # --------------------------------------------------------------------------- estimator

@@ -141,3 +141,13 @@ def read_photo(path: Path, min_size: int, command: str):
     for w in caught:
         tqdm.write(f"blurfield {command}: note: {w.message}", file=sys.stderr)
     return out
+
+
+def denoised(image: Any, rc: Any) -> tuple[Any, str]:
+    """The photo as estimate and deblur take it: denoised first when it is noisy
+    (:func:`blurfield.api.denoise` with ``restore.denoise_above``), and the start of its
+    line ("denoised first (noise σ); ", or "")."""
+    from blurfield.api import denoise
+
+    photo, sigma = denoise(image, above=rc.denoise_above, gamma=rc.gamma)
+    return photo, "" if sigma is None else f"denoised first (noise {sigma:.2g}); "

@@ -93,7 +93,7 @@ class DeblurJob:
         from tqdm import tqdm
 
         from blurfield.api import deblur, estimate, save_field
-        from blurfield.commands import estimate_options, read_photo
+        from blurfield.commands import denoised, estimate_options, read_photo
         from blurfield.errors import UserError
         from blurfield.imageio import write_image
         from blurfield.viz import save_png
@@ -101,6 +101,7 @@ class DeblurJob:
         rc, given = self.rc, self._given
         min_size = given.kernel_size if given is not None else self._model.kernel_size
         image, depth = read_photo(path, min_size, "deblur")
+        photo, note = denoised(image, rc)
         if given is not None:
             h, w = image.shape[:2]
             if (h, w) != tuple(given.image_size):
@@ -109,10 +110,10 @@ class DeblurJob:
                                 f"{path} is {w}x{h}")
             field_ = given
         else:
-            field_ = estimate(image, self._model, scale=self.scale,
+            field_ = estimate(photo, self._model, scale=self.scale,
                               max_megapixels=rc.max_megapixels, gamma=rc.gamma,
                               **estimate_options(rc))
-        restored, res = deblur(image, field_, gamma=rc.gamma, return_result=True,
+        restored, res = deblur(photo, field_, gamma=rc.gamma, return_result=True,
                                progress=progress, **self.options)
         out = Path(rc.out_dir)
         write_image(out / f"{path.stem}_restored.png", restored, bit_depth=depth)
@@ -121,7 +122,7 @@ class DeblurJob:
         save_field(out / f"{path.stem}_field.npz", field_, decision=res.decision)
         if res.decision is not None:
             kernel = f"; kernel: {field_.refinement}" if field_.refinement else ""
-            tqdm.write(f"{path}: {res.decision.line()}{kernel}", file=sys.stdout)
+            tqdm.write(f"{path}: {note}{res.decision.line()}{kernel}", file=sys.stdout)
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:

@@ -65,19 +65,21 @@ class EstimateJob:
         from tqdm import tqdm
 
         from blurfield.api import estimate, save_field
-        from blurfield.commands import estimate_options, read_photo
+        from blurfield.commands import denoised, estimate_options, read_photo
         from blurfield.viz import save_png
 
         rc = self.rc
         image, _ = read_photo(path, self._model.kernel_size, "estimate")
-        field_ = estimate(image, self._model, scale=self.scale,
+        photo, note = denoised(image, rc)
+        field_ = estimate(photo, self._model, scale=self.scale,
                           max_megapixels=rc.max_megapixels, gamma=rc.gamma,
                           **estimate_options(rc))
         out = Path(rc.out_dir)
         save_field(out / f"{path.stem}_field.npz", field_)
         save_png(out / f"{path.stem}_kernels.png", field_picture(image, field_))
-        if field_.refinement:
-            tqdm.write(f"{path}: kernel: {field_.refinement}", file=sys.stdout)
+        if field_.refinement or note:
+            kernel = f"kernel: {field_.refinement}" if field_.refinement else ""
+            tqdm.write(f"{path}: {note}{kernel}".rstrip("; "), file=sys.stdout)
 
 
 def run(cfg: DictConfig, args: argparse.Namespace) -> int:

@@ -88,7 +88,8 @@ def _settings(cfg: DictConfig) -> Settings:
     except ValueError as e:
         raise UserError(f"--device: {e}") from None
     return Settings(ev.benchmark, proto.metric, Path(ev.out_dir), device, gamma, opts.saturation,
-                    rl, r.scale, r.max_megapixels, estimate_options(r, rl), ev)
+                    rl, r.scale, r.max_megapixels, estimate_options(r, rl), ev,
+                    r.denoise_above)
 
 
 def _signature(cfg: DictConfig) -> dict[str, Any]:

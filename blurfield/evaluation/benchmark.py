@@ -37,6 +37,7 @@ class Settings:
     max_megapixels: float
     estimate: dict[str, Any]  # blurfield.api.estimate's tile, elements, refine...
     ev: EvalCfg
+    denoise_above: float | None = None  # restore.denoise_above: noisy photos denoised first
 
 
 def load_image(path: Path) -> Tensor:
@@ -87,11 +88,12 @@ class EstimateAndRestore(Method):
                         gamma=gamma, **s.estimate)
 
     def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
-        from blurfield.api import deblur
+        from blurfield.api import deblur, denoise
 
         g = float(s.gamma if s.gamma is not None else 2.2)
-        field = self.field(blurry, s, g)
-        out = deblur(blurry, field, gamma=g, device=s.device, **s.rl)
+        photo, _ = denoise(blurry, above=s.denoise_above, gamma=g)
+        field = self.field(photo, s, g)
+        out = deblur(photo, field, gamma=g, device=s.device, **s.rl)
         return out.float().cpu(), field
 
 
@@ -220,5 +222,5 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
         return estimate_field(method.model, v, gamma=g, **s.estimate)
 
     res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,
-                          device=s.device)
+                          device=s.device, denoise_above=s.denoise_above)
     return res.row, res.panels, res.seconds

@@ -43,7 +43,7 @@ from blurfield.config import RLOptions
 from blurfield.data.schema import Sample, gt_field, image_tensor, sharp_linear, sharp_window
 from blurfield.evaluation import metrics
 from blurfield.physics import reblur, to_display, to_linear, uniform_field
-from blurfield.restore import no_harm_richardson_lucy, noharm, richardson_lucy
+from blurfield.restore import no_harm_richardson_lucy, noharm, noise, richardson_lucy
 from blurfield.restore.refine import rl_iterations
 
 # (1, 3, h, w) display -> (kernels, mixing), or (kernels, mixing, the refinement's note)
@@ -108,7 +108,8 @@ def _uniform(kernel: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
 
 def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
                     gamma: float | None = None, rl: dict[str, Any] | None = None,
-                    device: str | torch.device = "cpu") -> SyntheticResult:
+                    device: str | torch.device = "cpu",
+                    denoise_above: float | None = None) -> SyntheticResult:
     """Score one sample (see the module doc). ``estimate`` maps a (1, 3, h, w) display
     window to (kernels (1, B, K', K'), mixing (1, B, h, w)) and, optionally, the
     refinement's note; ``rl`` are the keyword arguments of
@@ -116,7 +117,10 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     :data:`NO_HARM_KEYS` and ``field_iterations`` (as in the restore section: the
     estimated field, and its mean kernel, are restored with at most that many iterations
     when the note says it is the network's own, as ``deblur`` does); ``gamma`` the data
-    gamma of the restoration (None: the sample's)."""
+    gamma of the restoration (None: the sample's); ``denoise_above``: a noisy window is
+    denoised first (:func:`blurfield.restore.noise.denoise`, as ``deblur`` does with
+    ``restore.denoise_above``; None: never), and every field restores the denoised window,
+    while ``psnr_blurry`` stays that of the window as it was."""
     dev = torch.device(device)
     rl = dict(rl or {})
     field_iterations = rl.pop("field_iterations", None)
@@ -128,12 +132,11 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     blurry = image_tensor(sample.blurry)[:, top : top + h, left : left + w]
     u = sharp_linear(sample)
     ref = to_display(u[:, top : top + h, left : left + w].clamp(0, 1), data_gamma)
-    v = blurry[None].to(dev)
-    v_lin = to_linear(v, g)
-
     _sync(dev)
     t0 = time.perf_counter()
     with torch.no_grad():
+        v, _ = noise.denoise(blurry[None].to(dev), denoise_above, g)
+        v_lin = to_linear(v, g)
         kernels, mixing, *note = estimate(v)
         rl_est = rl
         if field_iterations is not None and note:

@@ -5,7 +5,13 @@ behind the no-harm rule's steps 2 and 5 (:mod:`blurfield.restore.noharm`).
   detail), at least the rounding noise of its display values;
 - :func:`amplification_stop`: a test of RL's iterates, true once their spread in the
   photo's flattest squares passes a factor times the photo's own (step 5, off by default);
-- :func:`rl_stops`: both as RL's keyword arguments (``stop_error``, ``reject``).
+- :func:`rl_stops`: both as RL's keyword arguments (``stop_error``, ``reject``);
+- :func:`denoise`: a noisy photo denoised before anything else (``restore.denoise_above``):
+  its noise level above a threshold and its finest detail white (:func:`whiteness`), then
+  kornia's bilateral filter on its linear values, the range scaled to the noise. The rule's
+  probes compare reblur errors that the noise floor pulls together, and RL amplifies noise;
+  with the photo denoised first the noisy held-out shake photos went from -0.65 / -1.22 dB
+  to -0.10 / -0.05 dB (2 / 4-5 grey levels; README, "Noisy photos: denoised first").
 """
 
 from __future__ import annotations
@@ -15,12 +21,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from kornia.filters import bilateral_blur
 from torch import Tensor
 
-from blurfield.physics import to_display
+from blurfield.physics import to_display, to_linear
 
 MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
 SPREAD_FLOOR = 1 / 255  # display values: the least spread of the flattest squares step 5 takes
+WHITE = 0.45  # whiteness above which a photo's finest detail counts as noise (denoise)
+BILATERAL_SIZE, BILATERAL_SPACE, BILATERAL_COLOUR = 5, 1.0, 6.0  # px, px, x the noise level
 
 
 def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8, block: int = 16,
@@ -87,3 +97,42 @@ def rl_stops(v: Tensor, noise_factor: float, spread: float, gamma: float = 2.2,
     if spread > 0:
         stops["reject"] = amplification_stop(v, spread, gamma)
     return stops
+
+
+def whiteness(linear: Tensor, gamma: float = 2.2) -> float:
+    """How white the finest detail of (N, C, H, W) linear ``linear`` is: its detail level
+    (:func:`noise_sigma` without the rounding floor) over twice that of the photo 2 x 2
+    averaged. White noise gives 1 (averaging halves it); texture and blur, whose detail
+    grows with scale, less (0.2-0.44 on the noise-free tuning photos whose flattest squares
+    read above 0.002)."""
+    coarse = noise_sigma(F.avg_pool2d(linear.float(), 2), gamma, bits=16)
+    return noise_sigma(linear, gamma, bits=16) / max(2 * coarse, 1e-12)
+
+
+def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
+            strip: int = 256) -> tuple[Tensor, float | None]:
+    """(1, C, H, W) display ``display`` denoised when it is noisy, else itself.
+
+    Noisy: its linear noise level σ (:func:`noise_sigma` as measured, without the rounding
+    floor, which alone reads 0.002 on a bright 8-bit photo) above ``above`` (None: never)
+    and :func:`whiteness` above ``WHITE``. Its linear values are then filtered by kornia's
+    bilateral filter (``BILATERAL_SIZE``² taps, spatial σ ``BILATERAL_SPACE`` px, range σ
+    ``BILATERAL_COLOUR · σ``; kornia's colour distance sums the channels' absolute
+    differences, about 3.4 σ between two noisy samples of one grey), ``strip`` rows at a
+    time (the filter unfolds every tap: a 12 MP photo at once would take 3.6 GB), clipped
+    to [0, 1] and brought back to display values. Returns the photo and σ when it was
+    denoised, else None."""
+    if above is None:
+        return display, None
+    linear = to_linear(display.float(), gamma)
+    sigma = noise_sigma(linear, gamma, bits=16)
+    if sigma <= above or whiteness(linear, gamma) <= WHITE:
+        return display, None
+    halo, h = BILATERAL_SIZE // 2, display.shape[-2]
+    parts = []
+    for top in range(0, h, strip):
+        lo, hi = max(top - halo, 0), min(top + strip + halo, h)
+        out = bilateral_blur(linear[..., lo:hi, :], BILATERAL_SIZE, BILATERAL_COLOUR * sigma,
+                             (BILATERAL_SPACE, BILATERAL_SPACE))
+        parts.append(out[..., top - lo : top - lo + min(strip, h - top), :])
+    return to_display(torch.cat(parts, -2).clamp(0, 1), gamma).to(display.dtype), sigma

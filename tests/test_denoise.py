@@ -1,0 +1,120 @@
+"""A noisy photo denoised first (``restore.denoise_above``): which photos count as noisy, what
+the bilateral filter does to them, and that estimate, deblur and evaluate take the
+denoised photo while scoring against the photo as it was."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from kornia.filters import bilateral_blur, gaussian_blur2d
+
+from blurfield import api
+from blurfield.config_schema import RestoreCfg
+from blurfield.physics import to_display, to_linear
+from blurfield.restore.noise import WHITE, denoise, noise_sigma, whiteness
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def grey_with_noise(sigma: float, size: int = 128, seed: int = 0) -> torch.Tensor:
+    """(1, 3, size, size) linear mid-grey with white Gaussian noise of ``sigma``."""
+    g = torch.Generator().manual_seed(seed)
+    return 0.2 + sigma * torch.randn(1, 3, size, size, generator=g)
+
+
+def to_smooth(x: torch.Tensor) -> torch.Tensor:
+    return gaussian_blur2d(x, (9, 9), (1.5, 1.5), border_type="reflect")
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(-10 * torch.log10((a - b).square().mean()))
+
+
+def test_white_noise_is_white_and_smooth_detail_is_not():
+    """Averaging 2 x 2 halves white noise, so its whiteness is near 1; noise blurred by a
+    Gaussian of 1.5 px (detail that grows with scale, as texture and blur do) has far
+    less at 1 px than at 2 px."""
+    noisy = grey_with_noise(0.01)
+    assert 0.8 < whiteness(noisy, gamma=1.0) < 1.25
+    smooth = 0.2 + 40 * (to_smooth(noisy - 0.2))
+    assert noise_sigma(smooth, gamma=1.0) > 0.002  # the level alone would denoise it
+    assert whiteness(smooth, gamma=1.0) < WHITE
+
+
+def test_a_noisy_photo_is_denoised_and_comes_closer_to_the_clean_one():
+    """White noise of σ = 0.006 in linear light (about 2 grey levels at mid-grey) on a
+    photo whose values lie in [0.1, 0.9] (none clipped): the level read is that noise
+    (within the estimator's 20% low bias and 10% of the photo's own detail), and the filtered
+    photo is at least 3 dB closer to the clean photo than the noisy one was."""
+    clean = torch.from_numpy(skimage.data.astronaut()[::2, ::2].copy()).permute(2, 0, 1)[None]
+    clean = 0.1 + 0.8 * clean.float() / 255
+    g = torch.Generator().manual_seed(1)
+    noisy = to_display((to_linear(clean) + 0.006 * torch.randn(clean.shape, generator=g))
+                       .clamp(0, 1))
+    out, sigma = denoise(noisy, 0.002)
+    assert sigma is not None and 0.7 * 0.006 < sigma < 1.1 * 0.006
+    assert out.shape == noisy.shape and 0 <= out.min() and out.max() <= 1
+    assert psnr(out, clean) > psnr(noisy, clean) + 3
+
+
+def test_noise_free_photos_are_left_as_they_are():
+    """Sharp 8-bit photos (scikit-image's, textured `grass` among them, and the binary
+    `horse`, whose 8-bit rounding alone reads 0.002) pass through untouched: the same
+    object, no noise level."""
+    for name in ("camera", "astronaut", "coffee", "grass", "gravel", "brick", "horse"):
+        a = getattr(skimage.data, name)()
+        a = a.astype(np.uint8) * 255 if a.dtype == bool else a
+        a = np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
+        photo = torch.from_numpy(a[:256, :256].copy()).permute(2, 0, 1)[None].float() / 255
+        out, sigma = denoise(photo, 0.002)
+        assert out is photo and sigma is None, name
+    noisy = to_display(grey_with_noise(0.01).clamp(min=0))
+    assert denoise(noisy, None) == (noisy, None)  # None: never
+    assert denoise(noisy, 0.1) == (noisy, None)  # below the threshold
+
+
+def test_the_filter_in_strips_is_the_filter_on_the_whole_photo():
+    """Strips of 16 rows with their halo give kornia's bilateral filter of the whole
+    photo's linear values, with the range σ six times the noise level read."""
+    noisy = to_display((grey_with_noise(0.01, 80) + torch.linspace(0, 0.3, 80)[:, None])
+                       .clamp(0, 1))  # a ramp: the rows differ
+    out, sigma = denoise(noisy, 0.002, strip=16)
+    assert sigma == noise_sigma(to_linear(noisy), bits=16)
+    whole = bilateral_blur(to_linear(noisy), 5, 6 * sigma, (1.0, 1.0))
+    torch.testing.assert_close(out, to_display(whole.clamp(0, 1)), atol=1e-6, rtol=0)
+
+
+def test_api_denoise_keeps_the_callers_type_and_the_commands_default():
+    noisy = to_display(grey_with_noise(0.01, 64).clamp(min=0))[0].permute(1, 2, 0).numpy()
+    out, sigma = api.denoise(noisy)
+    assert isinstance(out, np.ndarray) and out.shape == noisy.shape and sigma is not None
+    grey = 0.2 ** (1 / 2.2)  # the clean photo, in display values
+    assert np.abs(out - grey).mean() < 0.5 * np.abs(noisy - grey).mean()
+    clean = np.full((64, 64, 3), 0.5, np.float32)
+    assert api.denoise(clean)[0] is clean
+    default = inspect.signature(api.denoise).parameters["above"].default
+    assert default == RestoreCfg().denoise_above
+
+
+def test_deblur_and_estimate_say_a_noisy_photo_was_denoised_first(tmp_path, tiny_path, capsys):
+    """The commands' lines start with "denoised first (noise σ)" for a noisy photo, and
+    with ``restore.denoise_above=null`` they do not; the compare picture shows the photo
+    as it was."""
+    from blurfield.cli import main
+    from blurfield.imageio import write_image
+
+    clean = 0.1 + 0.8 * skimage.data.astronaut()[:256:4, :256:4].astype(np.float32) / 255
+    lin = clean ** 2.2 + 0.01 * np.random.default_rng(0).standard_normal(clean.shape)
+    write_image(tmp_path / "n.png", np.clip(lin, 0, 1) ** (1 / 2.2))
+    args = [str(tmp_path / "n.png"), "--checkpoint", str(tiny_path), "--iterations", "1"]
+    assert main(["deblur", *args, "--out", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'n.png'}: denoised first (noise ")
+    assert main(["deblur", *args, "--out", str(tmp_path / "p"),
+                 "restore.denoise_above=null"]) == 0
+    assert "denoised" not in capsys.readouterr().out
+    assert main(["estimate", *args[:3], "--out", str(tmp_path / "e")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'n.png'}: denoised first (noise ")
