@@ -99,14 +99,15 @@ def rl_stops(v: Tensor, noise_factor: float, spread: float, gamma: float = 2.2,
     return stops
 
 
-def whiteness(linear: Tensor, gamma: float = 2.2) -> float:
+def whiteness(linear: Tensor, gamma: float = 2.2, level: float | None = None) -> float:
     """How white the finest detail of (N, C, H, W) linear ``linear`` is: its detail level
     (:func:`noise_sigma` without the rounding floor) over twice that of the photo 2 x 2
     averaged. White noise gives 1 (averaging halves it); texture and blur, whose detail
     grows with scale, less (0.2-0.44 on the noise-free tuning photos whose flattest squares
-    read above 0.002)."""
+    read above 0.002). ``level``: the photo's detail level when it has been read already."""
+    level = noise_sigma(linear, gamma, bits=16) if level is None else level
     coarse = noise_sigma(F.avg_pool2d(linear.float(), 2), gamma, bits=16)
-    return noise_sigma(linear, gamma, bits=16) / max(2 * coarse, 1e-12)
+    return level / max(2 * coarse, 1e-12)
 
 
 def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
@@ -126,7 +127,7 @@ def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
         return display, None
     linear = to_linear(display.float(), gamma)
     sigma = noise_sigma(linear, gamma, bits=16)
-    if sigma <= above or whiteness(linear, gamma) <= WHITE:
+    if sigma <= above or whiteness(linear, gamma, sigma) <= WHITE:
         return display, None
     halo, h = BILATERAL_SIZE // 2, display.shape[-2]
     parts = []
