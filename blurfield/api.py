@@ -156,7 +156,7 @@ def _file_id(path: Path) -> str:
     return f"{path.name}:{h.hexdigest()[:12]}"
 
 
-def denoise(image: Any, *, above: float | None = 0.002, gamma: float = 2.2
+def denoise(image: Any, *, above: float | None = 0.001, gamma: float = 2.2
             ) -> tuple[Any, float | None]:
     """A noisy photo denoised before it is estimated and restored, as ``blurfield deblur``
     does (``restore.denoise_above``, whose default ``above`` is): display values in, the

@@ -130,7 +130,7 @@ class RestoreCfg(RestoreOptions):
     out_dir: str = "out"  # where estimate/deblur write their files
     device: Device = Device.auto  # auto | cpu | cuda
     gamma: float = 2.2  # data gamma (1 for linear data such as Köhler's)
-    denoise_above: float | None = 0.002  # photos noisier (σ, linear) are denoised first (README)
+    denoise_above: float | None = 0.001  # photos noisier (σ, linear) are denoised first (README)
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
     estimate_tile: int = 128  # estimate in overlapping tiles of this side (README); 0 = whole photo
