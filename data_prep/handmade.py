@@ -23,6 +23,9 @@ blur itself is the project's synthesis (``data_prep.synth.synthesize``: smoothed
 normalised masks, gamma 2.2, no noise unless ``--noise A,S``: Poisson–Gaussian noise in
 linear light, ``A * Poisson(v / A) + N(0, S²)``, drawn per sample from ``(seed, index)``
 and added after the blur, so the same command without it gives the same blur noise-free),
+and ``--jpeg Q`` saves the blurry photo through a JPEG encoder at quality ``Q`` (Pillow's,
+4:2:0 chroma as a camera does) and back, as most photos reach a user (``meta.json``'s keys
+are fixed by DESIGN.md §8 and do not record it: name the folder for it),
 so the ground-truth field is known and the samples are scored like any held-out synthetic
 set::
 
@@ -69,11 +72,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", type=noise_arg, default=None, metavar="A,S",
                         help="Poisson-Gaussian noise in linear light: A * Poisson(v / A) + "
                              "N(0, S^2), e.g. 0.0002,0.002 (default: none)")
+    parser.add_argument("--jpeg", type=jpeg_arg, default=None, metavar="Q",
+                        help="save each blurry photo as a JPEG of quality Q (1-95) and read "
+                             "it back, after any --noise (default: lossless PNG)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--one-motion", action="store_true",
                      help="blur each photo by its background layer's kernel only")
     how.add_argument("--shake", action="store_true",
                      help="blur each photo by one Boracchi & Foi camera-shake trajectory")
+
+
+def jpeg_arg(text: str) -> int:
+    """``--jpeg Q`` -> Q, an integer quality in 1..95 (Pillow's useful range)."""
+    try:
+        q = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected an integer quality 1-95") from None
+    if not 1 <= q <= 95:
+        raise argparse.ArgumentTypeError(f"'{text}': the quality must be in 1-95")
+    return q
+
+
+def through_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    """(H, W, 3) uint8 ``image`` encoded as a JPEG of ``quality`` (Pillow, its default 4:2:0
+    chroma subsampling) and decoded again: what a photo saved by a camera or an editor
+    carries (8 x 8 blocks, ringing, its fine noise and detail quantised away)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "JPEG", quality=int(quality))
+    buf.seek(0)
+    with Image.open(buf) as im:
+        return np.asarray(im.convert("RGB")).copy()
 
 
 def noise_arg(text: str) -> Noise:
@@ -145,12 +177,14 @@ def shake_kernel(index: int, kernel_size: int, seed: int) -> np.ndarray:
 
 
 def make(name: str, index: int, size: int, kernel_size: int, seed: int,
-         one_motion: bool = False, shake: bool = False, noise: Noise | None = None) -> Sample:
+         one_motion: bool = False, shake: bool = False, noise: Noise | None = None,
+         jpeg: int | None = None) -> Sample:
     """The hand-made sample of photo ``name`` (deterministic in ``seed`` and ``index``);
     ``one_motion``: its background kernel alone over the whole photo (one layer);
     ``shake``: :func:`shake_kernel` over the whole photo (one layer); ``noise``: drawn from
     its own generator (``seed``, ``index``, :data:`NOISE_STREAM`), so the fields do not
-    change with it."""
+    change with it; ``jpeg``: the blurry photo saved at that JPEG quality and read back
+    (:func:`through_jpeg`; None: not)."""
     rng = np.random.default_rng([seed, index])
     sharp = photo(name, size)
     layers = layer_map(sharp.shape[0], rng)
@@ -163,6 +197,8 @@ def make(name: str, index: int, size: int, kernel_size: int, seed: int,
         layers, kernels = np.zeros_like(layers), shake_kernel(index, kernel_size, seed)[None]
     noise_rng = np.random.default_rng([seed, index, NOISE_STREAM])
     blurry = synthesize(sharp, layers, kernels, 1.0, 2.2, True, noise, noise_rng)
+    if jpeg is not None:
+        blurry = through_jpeg(blurry, jpeg)
     meta = make_meta(has_field=True, brightness=1.0, gamma=2.2, kernel_size=kernel_size,
                      normalize_masks=True, noise=noise.as_meta() if noise else None,
                      seed=int(seed), kernel_ids=[], image_id=f"skimage.{name}",
@@ -189,7 +225,8 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         raise UserError(f"--draws {args.draws}: must be >= 1")
     path = Path(args.out) / "handmade-000000.tar"
     samples = (make(name, d * len(PHOTOS) + i, args.size, k, seed, args.one_motion, args.shake,
-                    args.noise) for d in range(args.draws) for i, name in enumerate(PHOTOS))
+                    args.noise, args.jpeg)
+               for d in range(args.draws) for i, name in enumerate(PHOTOS))
     n = write_shard(path, (encode_sample(s) for s in samples))
     print(f"wrote {n} samples to {path}")
     return 0

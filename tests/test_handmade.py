@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -172,4 +174,31 @@ def test_noise_rejects_bad_values(tmp_path, capsys, bad):
     with pytest.raises(SystemExit):
         main(["handmade", "--out", str(tmp_path), "--noise", bad])
     assert "--noise" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jpeg_saves_the_same_blurry_photo_through_pillows_encoder(tmp_path):
+    """``--jpeg Q``: the same fields, kernels and sharp photos; each blurry photo is the
+    lossless one encoded by Pillow at quality Q and decoded (a direct computation), close to
+    it (above 30 dB at Q = 90) but not equal."""
+    from PIL import Image
+
+    png, jpg = tmp_path / "png", tmp_path / "jpg"
+    for out, flags in ((png, []), (jpg, ["--jpeg", "90"])):
+        assert main(["handmade", "--out", str(out), "--size", "96", "--shake", *flags]) == 0
+    for p, j in zip(read_shard(png), read_shard(jpg), strict=True):
+        np.testing.assert_array_equal(p.kernels, j.kernels)
+        np.testing.assert_array_equal(p.sharp, j.sharp)
+        buf = io.BytesIO()
+        Image.fromarray(p.blurry).save(buf, "JPEG", quality=90)
+        np.testing.assert_array_equal(j.blurry, np.asarray(Image.open(buf).convert("RGB")))
+        err = np.mean((p.blurry.astype(np.float64) - j.blurry) ** 2) / 255**2
+        assert 0 < err and -10 * np.log10(err) > 30
+
+
+@pytest.mark.parametrize("bad", ["0", "96", "high"])
+def test_jpeg_rejects_bad_qualities(tmp_path, capsys, bad):
+    with pytest.raises(SystemExit):
+        main(["handmade", "--out", str(tmp_path), "--jpeg", bad])
+    assert "--jpeg" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
