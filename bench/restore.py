@@ -36,7 +36,8 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    with the estimator's weights in the file's layout against channels-last (what
    ``api.load_estimator`` gives); the noise test of ``restore.denoise_above`` on the photo
    and, with white linear noise of 0.006 added, the test and the bilateral filter
-   (``api.denoise``) against the estimate's time.
+   (``api.denoise``), and a JPEG photo's smoothing (``api.smooth``) against the estimate's
+   time.
 4. ``scale`` (``--handmade DIR``, a folder of ``*.blurry.png`` / ``*.sharp.png`` from
    ``python -m data_prep handmade`` unpacked): each photo estimated by the shipped model at
    ``--field-scale`` (2), restored at full size and at the field's scale (correction
@@ -347,10 +348,12 @@ def bench_probes(tmp: Path, iterations: int, names: list[str], rl_iterations: in
         noisy = noisy[0].permute(1, 2, 0).numpy()
         t_gate = best_of(lambda: api.denoise(image), 0)
         t_filter = best_of(lambda: api.denoise(noisy), 0)
+        t_smooth = best_of(lambda: api.smooth(image), 0)
         print(f"  {name:>5}: the noise test of restore.denoise_above {t_gate:.1f} s "
               f"(noise-free: {api.denoise(image)[1] is None}), with linear noise of 0.006 "
-              f"the test and the bilateral filter {t_filter:.1f} s; against the estimate "
-              f"{t_gate / t_est:.0%} and {t_filter / t_est:.0%}")
+              f"the test and the bilateral filter {t_filter:.1f} s, a JPEG's smoothing "
+              f"(restore.jpeg_smooth) {t_smooth:.1f} s; against the estimate "
+              f"{t_gate / t_est:.0%}, {t_filter / t_est:.0%} and {t_smooth / t_est:.0%}")
         print(f"  {name:>5}: estimate {t_est:.1f} s (in tiles of {RestoreCfg().estimate_tile} "
               f"{t_tiles:.1f} s, the whole photo at once {t_whole:.1f} s, the kernel "
               f"refinement {t_est - t_tiles:.1f} s, {t_est / t_tiles:.2f}x the tiles alone: "

@@ -168,6 +168,16 @@ def denoise(image: Any, *, above: float | None = 0.001, gamma: float = 2.2
     return (image, None) if sigma is None else (back(out), sigma)
 
 
+def smooth(image: Any, sigma: float = 0.002, *, gamma: float = 2.2) -> Any:
+    """A JPEG photo smoothed before it is estimated and restored, as ``blurfield deblur``
+    does to JPEG files that :func:`denoise` leaves as they are (``restore.jpeg_smooth``,
+    whose default ``sigma`` is): :func:`denoise`'s filter at noise level ``sigma`` (linear
+    light), display values in, the same type and layout out (float).
+    :func:`blurfield.restore.noise.smooth`."""
+    x, back = _as_batch(image)
+    return back(noise.smooth(x, sigma, gamma))
+
+
 # --------------------------------------------------------------------------- estimator
 
 

@@ -131,6 +131,7 @@ class RestoreCfg(RestoreOptions):
     device: Device = Device.auto  # auto | cpu | cuda
     gamma: float = 2.2  # data gamma (1 for linear data such as Köhler's)
     denoise_above: float | None = 0.001  # photos noisier (σ, linear) are denoised first (README)
+    jpeg_smooth: float | None = 0.002  # JPEG photos not denoised: that filter at this σ (README)
     scale: Any = "auto"  # auto | a downscale factor >= 1
     max_megapixels: float = 1.5  # what the estimator sees with scale=auto
     estimate_tile: int = 128  # estimate in overlapping tiles of this side (README); 0 = whole photo
@@ -290,6 +291,7 @@ class EvalCfg:
     koehler_ssim: KoehlerSsim = KoehlerSsim.best  # best (at the max-PSNR frame) | max (over frames)
     gopro_blur_dir: GoproBlurDir = GoproBlurDir.blur  # blur | blur_gamma
     window: int = 256  # synthetic: centre window side scored per sample (multiple of 32)
+    jpeg: bool = False  # photos saved as JPEG (RealBlur-J, handmade --jpeg): restore.jpeg_smooth
 
 
 @dataclass

@@ -29,12 +29,19 @@ from PIL import Image, ImageOps
 from blurfield.fileio import write_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8\xff"
 ORIENTATION_TAG = 0x0112
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")  # phones' default; Pillow has no decoder for it
 
 
 def _fail(path: Path, what: str) -> ValueError:
     return ValueError(f"{path}: {what}")
+
+
+def is_jpeg(path: str | Path) -> bool:
+    """Whether the file at ``path`` is a JPEG (its first bytes, whatever its name)."""
+    with open(path, "rb") as f:
+        return f.read(3) == JPEG_SIGNATURE
 
 
 def _png_bit_depth(path: Path) -> int | None:

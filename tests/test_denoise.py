@@ -15,7 +15,7 @@ from kornia.filters import bilateral_blur, gaussian_blur2d
 from blurfield import api
 from blurfield.config_schema import RestoreCfg
 from blurfield.physics import to_display, to_linear
-from blurfield.restore.noise import WHITE, denoise, noise_sigma, whiteness
+from blurfield.restore.noise import WHITE, denoise, noise_sigma, smooth, whiteness
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,7 +72,7 @@ def test_noise_free_photos_are_left_as_they_are():
     """Sharp 8-bit photos (scikit-image's, textured `grass` among them, and the binary
     `horse`, whose 8-bit rounding alone reads 0.002) pass the shipped threshold untouched:
     the same object, no noise level. `brick` is a real photo with grain (its level reads
-    0.002, its detail white): it is denoised, and stays within 45 dB of itself."""
+    0.002, its detail white): it is denoised, and stays above 45 dB PSNR to itself."""
     above = RestoreCfg().denoise_above
     for name in ("camera", "astronaut", "coffee", "grass", "gravel", "horse", "moon", "page"):
         photo = _skimage_photo(name)[..., :256, :256]
@@ -144,3 +144,49 @@ def test_deblur_and_estimate_say_a_noisy_photo_was_denoised_first(tmp_path, tiny
     assert "denoised" not in capsys.readouterr().out
     assert main(["estimate", *args[:3], "--out", str(tmp_path / "e")]) == 0
     assert capsys.readouterr().out.startswith(f"{tmp_path / 'n.png'}: denoised first (noise ")
+
+
+def test_smooth_is_the_same_filter_at_the_level_given():
+    """A JPEG photo's filter (``restore.jpeg_smooth``) is kornia's bilateral filter of its
+    linear values with the range six times the level given, whatever its own noise (here
+    none: a clean ramp with an edge), in strips as on the whole photo; the API keeps the
+    caller's type and defaults to the config's level."""
+    ramp = torch.linspace(0.1, 0.8, 80)[None, :].expand(80, 80).clone()
+    ramp[:, 40:] += 0.1
+    photo = to_display(ramp.expand(1, 3, 80, 80))
+    out = smooth(photo, 0.002, strip=16)
+    whole = bilateral_blur(to_linear(photo), 5, 6 * 0.002, (1.0, 1.0))
+    torch.testing.assert_close(out, to_display(whole.clamp(0, 1)), atol=1e-6, rtol=0)
+    assert not torch.equal(out, photo)
+    a = photo[0].permute(1, 2, 0).numpy()
+    b = api.smooth(a)
+    assert isinstance(b, np.ndarray) and b.shape == a.shape
+    np.testing.assert_allclose(b, out[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    default = inspect.signature(api.smooth).parameters["sigma"].default
+    assert default == RestoreCfg().jpeg_smooth
+
+
+def test_a_jpeg_file_is_known_by_its_bytes_and_smoothed_first(tmp_path, tiny_path, capsys):
+    """``is_jpeg`` reads the file's first bytes, not its name; ``deblur`` and ``estimate``
+    start a JPEG photo's line with "JPEG smoothed first" (not a noisy one's: that is
+    denoised), not a PNG's, and not with ``restore.jpeg_smooth=null``."""
+    from PIL import Image
+
+    from blurfield.cli import main
+    from blurfield.imageio import is_jpeg, write_image
+
+    a = skimage.data.astronaut()[:256:4, :256:4]
+    Image.fromarray(a).save(tmp_path / "j.png", "JPEG", quality=90)  # a JPEG, misnamed
+    write_image(tmp_path / "p.png", a.astype(np.float32) / 255)
+    assert is_jpeg(tmp_path / "j.png") and not is_jpeg(tmp_path / "p.png")
+    args = ["--checkpoint", str(tiny_path), "--iterations", "1"]
+    assert main(["deblur", str(tmp_path / "j.png"), *args, "--out", str(tmp_path / "d")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'j.png'}: JPEG smoothed first; ")
+    assert main(["estimate", str(tmp_path / "j.png"), *args[:2], "--out",
+                 str(tmp_path / "e")]) == 0
+    assert capsys.readouterr().out.startswith(f"{tmp_path / 'j.png'}: JPEG smoothed first; ")
+    assert main(["deblur", str(tmp_path / "j.png"), *args, "--out", str(tmp_path / "n"),
+                 "restore.jpeg_smooth=null"]) == 0
+    assert "smoothed" not in capsys.readouterr().out
+    assert main(["deblur", str(tmp_path / "p.png"), *args, "--out", str(tmp_path / "p")]) == 0
+    assert "smoothed" not in capsys.readouterr().out

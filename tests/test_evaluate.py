@@ -28,7 +28,7 @@ from blurfield.evaluation.protocols import PROTOCOLS
 from blurfield.evaluation.synthetic import centre_window, evaluate_sample
 from blurfield.models import KernelEstimator, save_estimator
 from blurfield.physics import reblur, smooth_masks, to_linear
-from blurfield.restore import refine
+from blurfield.restore import noise, refine
 
 K = 33
 
@@ -167,6 +167,28 @@ def test_synthetic_denoises_first_and_scores_against_the_window_as_it_was():
     first = evaluate_sample(s, oracle, window=64, rl=rl, denoise_above=0.002).row
     assert first["psnr_blurry"] == plain["psnr_blurry"]
     assert first["psnr_gt"] > plain["psnr_gt"] + 0.05
+
+
+def test_synthetic_smooths_a_jpeg_window_that_is_not_denoised():
+    """With ``smooth`` (``restore.jpeg_smooth`` under ``eval.jpeg``) a window the noise
+    test leaves as it is restores from the filtered window, exactly as from that window
+    given as the sample's own, while ``psnr_blurry`` stays that of the window as it was."""
+    s = _sample("j", 0)
+    gt = gt_field(s, centre_window(112, 112, K, 64))
+
+    def oracle(v):
+        return gt.kernels[None].float(), gt.masks[None].float()
+
+    rl = dict(iterations=3, tv_weight=0.0)
+    plain = evaluate_sample(s, oracle, window=64, rl=rl).row
+    smoothed = evaluate_sample(s, oracle, window=64, rl=rl, denoise_above=0.001,
+                               smooth=0.002).row
+    assert smoothed["psnr_blurry"] == plain["psnr_blurry"]
+    assert smoothed["psnr_gt"] != plain["psnr_gt"]
+    pre = noise.smooth(torch.from_numpy(s.blurry).permute(2, 0, 1)[None].float() / 255, 0.002)
+    s.blurry = np.round(pre[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert abs(evaluate_sample(s, oracle, window=64, rl=rl).row["psnr_gt"]
+               - smoothed["psnr_gt"]) < 0.05
 
 def test_synthetic_uniform_blur_upper_bound_is_the_uniform_kernel():
     s = _sample("u", 1, layers=1)

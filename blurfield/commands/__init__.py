@@ -143,11 +143,17 @@ def read_photo(path: Path, min_size: int, command: str):
     return out
 
 
-def denoised(image: Any, rc: Any) -> tuple[Any, str]:
+def denoised(image: Any, rc: Any, jpeg: bool = False) -> tuple[Any, str]:
     """The photo as estimate and deblur take it: denoised first when it is noisy
-    (:func:`blurfield.api.denoise` with ``restore.denoise_above``), and the start of its
-    line ("denoised first (noise σ); ", or "")."""
-    from blurfield.api import denoise
+    (:func:`blurfield.api.denoise` with ``restore.denoise_above``), else, read from a JPEG
+    file (``jpeg``), smoothed by the same filter at ``restore.jpeg_smooth``
+    (:func:`blurfield.api.smooth`); and the start of its line ("denoised first (noise σ); ",
+    "JPEG smoothed first; " or "")."""
+    from blurfield.api import denoise, smooth
 
     photo, sigma = denoise(image, above=rc.denoise_above, gamma=rc.gamma)
-    return photo, "" if sigma is None else f"denoised first (noise {sigma:.2g}); "
+    if sigma is not None:
+        return photo, f"denoised first (noise {sigma:.2g}); "
+    if jpeg and rc.jpeg_smooth is not None:
+        return smooth(image, rc.jpeg_smooth, gamma=rc.gamma), "JPEG smoothed first; "
+    return photo, ""

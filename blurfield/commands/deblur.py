@@ -95,13 +95,13 @@ class DeblurJob:
         from blurfield.api import deblur, estimate, save_field
         from blurfield.commands import denoised, estimate_options, read_photo
         from blurfield.errors import UserError
-        from blurfield.imageio import write_image
+        from blurfield.imageio import is_jpeg, write_image
         from blurfield.viz import save_png
 
         rc, given = self.rc, self._given
         min_size = given.kernel_size if given is not None else self._model.kernel_size
         image, depth = read_photo(path, min_size, "deblur")
-        photo, note = denoised(image, rc)
+        photo, note = denoised(image, rc, is_jpeg(path))
         if given is not None:
             h, w = image.shape[:2]
             if (h, w) != tuple(given.image_size):

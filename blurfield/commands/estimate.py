@@ -66,11 +66,12 @@ class EstimateJob:
 
         from blurfield.api import estimate, save_field
         from blurfield.commands import denoised, estimate_options, read_photo
+        from blurfield.imageio import is_jpeg
         from blurfield.viz import save_png
 
         rc = self.rc
         image, _ = read_photo(path, self._model.kernel_size, "estimate")
-        photo, note = denoised(image, rc)
+        photo, note = denoised(image, rc, is_jpeg(path))
         field_ = estimate(photo, self._model, scale=self.scale,
                           max_megapixels=rc.max_megapixels, gamma=rc.gamma,
                           **estimate_options(rc))

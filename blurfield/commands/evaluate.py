@@ -89,7 +89,7 @@ def _settings(cfg: DictConfig) -> Settings:
         raise UserError(f"--device: {e}") from None
     return Settings(ev.benchmark, proto.metric, Path(ev.out_dir), device, gamma, opts.saturation,
                     rl, r.scale, r.max_megapixels, estimate_options(r, rl), ev,
-                    r.denoise_above)
+                    r.denoise_above, r.jpeg_smooth if ev.jpeg else None)
 
 
 def _signature(cfg: DictConfig) -> dict[str, Any]:

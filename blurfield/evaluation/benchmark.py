@@ -38,6 +38,7 @@ class Settings:
     estimate: dict[str, Any]  # blurfield.api.estimate's tile, elements, refine...
     ev: EvalCfg
     denoise_above: float | None = None  # restore.denoise_above: noisy photos denoised first
+    jpeg_smooth: float | None = None  # restore.jpeg_smooth with eval.jpeg: the others smoothed
 
 
 def load_image(path: Path) -> Tensor:
@@ -88,10 +89,12 @@ class EstimateAndRestore(Method):
                         gamma=gamma, **s.estimate)
 
     def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
-        from blurfield.api import deblur, denoise
+        from blurfield.api import deblur, denoise, smooth
 
         g = float(s.gamma if s.gamma is not None else 2.2)
-        photo, _ = denoise(blurry, above=s.denoise_above, gamma=g)
+        photo, sigma = denoise(blurry, above=s.denoise_above, gamma=g)
+        if sigma is None and s.jpeg_smooth is not None:
+            photo = smooth(blurry, s.jpeg_smooth, gamma=g)
         field = self.field(photo, s, g)
         out = deblur(photo, field, gamma=g, device=s.device, **s.rl)
         return out.float().cpu(), field
@@ -222,5 +225,6 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
         return estimate_field(method.model, v, gamma=g, **s.estimate)
 
     res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,
-                          device=s.device, denoise_above=s.denoise_above)
+                          device=s.device, denoise_above=s.denoise_above,
+                          smooth=s.jpeg_smooth)
     return res.row, res.panels, res.seconds

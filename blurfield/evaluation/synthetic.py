@@ -109,7 +109,8 @@ def _uniform(kernel: Tensor, h: int, w: int) -> tuple[Tensor, Tensor]:
 def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
                     gamma: float | None = None, rl: dict[str, Any] | None = None,
                     device: str | torch.device = "cpu",
-                    denoise_above: float | None = None) -> SyntheticResult:
+                    denoise_above: float | None = None,
+                    smooth: float | None = None) -> SyntheticResult:
     """Score one sample (see the module doc). ``estimate`` maps a (1, 3, h, w) display
     window to (kernels (1, B, K', K'), mixing (1, B, h, w)) and, optionally, the
     refinement's note; ``rl`` are the keyword arguments of
@@ -120,7 +121,9 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     gamma of the restoration (None: the sample's); ``denoise_above``: a noisy window is
     denoised first (:func:`blurfield.restore.noise.denoise`, as ``deblur`` does with
     ``restore.denoise_above``; None: never), and every field restores the denoised window,
-    while ``psnr_blurry`` stays that of the window as it was."""
+    while ``psnr_blurry`` stays that of the window as it was; ``smooth``: a window that is
+    not denoised goes through the same filter at that noise level (a JPEG photo,
+    ``restore.jpeg_smooth`` with ``eval.jpeg``; None: not)."""
     dev = torch.device(device)
     rl = dict(rl or {})
     field_iterations = rl.pop("field_iterations", None)
@@ -135,7 +138,9 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     _sync(dev)
     t0 = time.perf_counter()
     with torch.no_grad():
-        v, _ = noise.denoise(blurry[None].to(dev), denoise_above, g)
+        v, sigma = noise.denoise(blurry[None].to(dev), denoise_above, g)
+        if sigma is None and smooth is not None:
+            v = noise.smooth(v, smooth, g)
         v_lin = to_linear(v, g)
         kernels, mixing, *note = estimate(v)
         rl_est = rl

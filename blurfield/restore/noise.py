@@ -6,6 +6,7 @@ behind the no-harm rule's steps 2 and 5 (:mod:`blurfield.restore.noharm`).
 - :func:`amplification_stop`: a test of RL's iterates, true once their spread in the
   photo's flattest squares passes a factor times the photo's own (step 5, off by default);
 - :func:`rl_stops`: both as RL's keyword arguments (``stop_error``, ``reject``);
+- :func:`smooth`: the same filter at a given level, for JPEG photos (``restore.jpeg_smooth``);
 - :func:`denoise`: a noisy photo denoised before anything else (``restore.denoise_above``):
   its noise level above a threshold and its finest detail white (:func:`whiteness`), then
   kornia's bilateral filter on its linear values, the range scaled to the noise. The rule's
@@ -131,11 +132,25 @@ def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
     sigma = noise_sigma(linear, gamma, bits=16)
     if sigma <= above or whiteness(linear, gamma, sigma) <= WHITE:
         return display, None
-    halo, h = BILATERAL_SIZE // 2, display.shape[-2]
+    return _bilateral(linear, sigma, gamma, strip).to(display.dtype), sigma
+
+
+def smooth(display: Tensor, sigma: float, gamma: float = 2.2, strip: int = 256) -> Tensor:
+    """(1, C, H, W) display ``display`` through :func:`denoise`'s filter at noise level
+    ``sigma`` (linear light), whatever its own noise: what ``deblur`` does to a JPEG photo
+    the noise test leaves as it is (``restore.jpeg_smooth``), whose blocks and ringing RL
+    would sharpen as detail."""
+    return _bilateral(to_linear(display.float(), gamma), sigma, gamma, strip).to(display.dtype)
+
+
+def _bilateral(linear: Tensor, sigma: float, gamma: float, strip: int) -> Tensor:
+    """kornia's bilateral filter of linear values, range ``BILATERAL_COLOUR · sigma``,
+    ``strip`` rows at a time, clipped to [0, 1], as display values."""
+    halo, h = BILATERAL_SIZE // 2, linear.shape[-2]
     parts = []
     for top in range(0, h, strip):
         lo, hi = max(top - halo, 0), min(top + strip + halo, h)
         out = bilateral_blur(linear[..., lo:hi, :], BILATERAL_SIZE, BILATERAL_COLOUR * sigma,
                              (BILATERAL_SPACE, BILATERAL_SPACE))
         parts.append(out[..., top - lo : top - lo + min(strip, h - top), :])
-    return to_display(torch.cat(parts, -2).clamp(0, 1), gamma).to(display.dtype), sigma
+    return to_display(torch.cat(parts, -2).clamp(0, 1), gamma)
