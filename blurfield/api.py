@@ -178,6 +178,19 @@ def smooth(image: Any, sigma: float = 0.002, *, gamma: float = 2.2) -> Any:
     return back(noise.smooth(x, sigma, gamma))
 
 
+def prefilter(image: Any, *, above: float | None = 0.001, jpeg: float | None = None,
+              gamma: float = 2.2) -> tuple[Any, float | None, bool]:
+    """The photo as ``blurfield deblur`` estimates and restores it: denoised (:func:`denoise`)
+    when it is noisy, else, for a JPEG photo (``jpeg``: its level, ``restore.jpeg_smooth``;
+    None: not a JPEG), smoothed (:func:`smooth`), else the photo itself. Returns it (the
+    caller's type and layout), σ when it was denoised (else None) and whether it was
+    smoothed.
+    :func:`blurfield.restore.noise.prefilter`."""
+    x, back = _as_batch(image)
+    out, sigma, smoothed = noise.prefilter(x, above, jpeg, gamma)
+    return (back(out) if sigma is not None or smoothed else image), sigma, smoothed
+
+
 # --------------------------------------------------------------------------- estimator
 
 

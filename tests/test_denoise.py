@@ -15,7 +15,7 @@ from kornia.filters import bilateral_blur, gaussian_blur2d
 from blurfield import api
 from blurfield.config_schema import RestoreCfg
 from blurfield.physics import to_display, to_linear
-from blurfield.restore.noise import WHITE, denoise, noise_sigma, smooth, whiteness
+from blurfield.restore.noise import WHITE, denoise, noise_sigma, prefilter, smooth, whiteness
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -190,3 +190,22 @@ def test_a_jpeg_file_is_known_by_its_bytes_and_smoothed_first(tmp_path, tiny_pat
     assert "smoothed" not in capsys.readouterr().out
     assert main(["deblur", str(tmp_path / "p.png"), *args, "--out", str(tmp_path / "p")]) == 0
     assert "smoothed" not in capsys.readouterr().out
+
+
+def test_prefilter_denoises_a_noisy_photo_else_smooths_a_jpeg_else_leaves_it():
+    """One decision for every caller: a noisy photo is denoised (the JPEG level is then not
+    used), a clean JPEG photo is smoothed at its level (as :func:`smooth` gives), a clean
+    photo that is not a JPEG comes back as it is; the API does the same on numpy arrays."""
+    noisy = to_display(grey_with_noise(0.01, 64).clamp(min=0))
+    out, sigma, smoothed = prefilter(noisy, 0.001, 0.002)
+    torch.testing.assert_close(out, denoise(noisy, 0.001)[0])
+    assert sigma == denoise(noisy, 0.001)[1] and not smoothed
+    clean = to_display(torch.linspace(0.1, 0.8, 64).expand(1, 3, 64, 64).clone())
+    out, sigma, smoothed = prefilter(clean, 0.001, 0.002)
+    assert sigma is None and smoothed
+    torch.testing.assert_close(out, smooth(clean, 0.002))
+    assert prefilter(clean, 0.001, None) == (clean, None, False)
+    a = clean[0].permute(1, 2, 0).numpy()
+    photo, sigma, smoothed = api.prefilter(a, jpeg=0.002)
+    assert isinstance(photo, np.ndarray) and smoothed and sigma is None
+    assert api.prefilter(a)[0] is a

@@ -145,15 +145,13 @@ def read_photo(path: Path, min_size: int, command: str):
 
 def denoised(image: Any, rc: Any, jpeg: bool = False) -> tuple[Any, str]:
     """The photo as estimate and deblur take it: denoised first when it is noisy
-    (:func:`blurfield.api.denoise` with ``restore.denoise_above``), else, read from a JPEG
-    file (``jpeg``), smoothed by the same filter at ``restore.jpeg_smooth``
-    (:func:`blurfield.api.smooth`); and the start of its line ("denoised first (noise σ); ",
-    "JPEG smoothed first; " or "")."""
-    from blurfield.api import denoise, smooth
+    (``restore.denoise_above``), else, read from a JPEG file (``jpeg``), smoothed by the
+    same filter at ``restore.jpeg_smooth`` (:func:`blurfield.api.prefilter`); and the start
+    of its line ("denoised first (noise σ); ", "JPEG smoothed first; " or "")."""
+    from blurfield.api import prefilter
 
-    photo, sigma = denoise(image, above=rc.denoise_above, gamma=rc.gamma)
+    photo, sigma, smoothed = prefilter(image, above=rc.denoise_above,
+                                       jpeg=rc.jpeg_smooth if jpeg else None, gamma=rc.gamma)
     if sigma is not None:
         return photo, f"denoised first (noise {sigma:.2g}); "
-    if jpeg and rc.jpeg_smooth is not None:
-        return smooth(image, rc.jpeg_smooth, gamma=rc.gamma), "JPEG smoothed first; "
-    return photo, ""
+    return photo, "JPEG smoothed first; " if smoothed else ""

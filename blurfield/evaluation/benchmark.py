@@ -89,12 +89,10 @@ class EstimateAndRestore(Method):
                         gamma=gamma, **s.estimate)
 
     def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
-        from blurfield.api import deblur, denoise, smooth
+        from blurfield.api import deblur, prefilter
 
         g = float(s.gamma if s.gamma is not None else 2.2)
-        photo, sigma = denoise(blurry, above=s.denoise_above, gamma=g)
-        if sigma is None and s.jpeg_smooth is not None:
-            photo = smooth(blurry, s.jpeg_smooth, gamma=g)
+        photo, _, _ = prefilter(blurry, above=s.denoise_above, jpeg=s.jpeg_smooth, gamma=g)
         field = self.field(photo, s, g)
         out = deblur(photo, field, gamma=g, device=s.device, **s.rl)
         return out.float().cpu(), field

@@ -138,9 +138,7 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
     _sync(dev)
     t0 = time.perf_counter()
     with torch.no_grad():
-        v, sigma = noise.denoise(blurry[None].to(dev), denoise_above, g)
-        if sigma is None and smooth is not None:
-            v = noise.smooth(v, smooth, g)
+        v, _, _ = noise.prefilter(blurry[None].to(dev), denoise_above, smooth, g)
         v_lin = to_linear(v, g)
         kernels, mixing, *note = estimate(v)
         rl_est = rl

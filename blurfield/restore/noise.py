@@ -7,6 +7,7 @@ behind the no-harm rule's steps 2 and 5 (:mod:`blurfield.restore.noharm`).
   photo's flattest squares passes a factor times the photo's own (step 5, off by default);
 - :func:`rl_stops`: both as RL's keyword arguments (``stop_error``, ``reject``);
 - :func:`smooth`: the same filter at a given level, for JPEG photos (``restore.jpeg_smooth``);
+- :func:`prefilter`: the one of the two a photo gets before the estimate and RL;
 - :func:`denoise`: a noisy photo denoised before anything else (``restore.denoise_above``):
   its noise level above a threshold and its finest detail white (:func:`whiteness`), then
   kornia's bilateral filter on its linear values, the range scaled to the noise. The rule's
@@ -141,6 +142,19 @@ def smooth(display: Tensor, sigma: float, gamma: float = 2.2, strip: int = 256) 
     the noise test leaves as it is (``restore.jpeg_smooth``), whose blocks and ringing RL
     would sharpen as detail."""
     return _bilateral(to_linear(display.float(), gamma), sigma, gamma, strip).to(display.dtype)
+
+
+def prefilter(display: Tensor, above: float | None, jpeg: float | None = None,
+              gamma: float = 2.2, strip: int = 256) -> tuple[Tensor, float | None, bool]:
+    """(1, C, H, W) display ``display`` as the estimate and RL take it: denoised
+    (:func:`denoise`) when it is noisy (``above``), else smoothed (:func:`smooth`) at
+    ``jpeg`` (a JPEG photo's level, ``restore.jpeg_smooth``; None: not a JPEG, or never),
+    else itself. Returns the photo, σ
+    when it was denoised (else None) and whether it was smoothed."""
+    out, sigma = denoise(display, above, gamma, strip)
+    if sigma is None and jpeg is not None:
+        return smooth(display, jpeg, gamma, strip), None, True
+    return out, sigma, False
 
 
 def _bilateral(linear: Tensor, sigma: float, gamma: float, strip: int) -> Tensor:
