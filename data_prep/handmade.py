@@ -9,7 +9,9 @@ centre-cropped to at most ``--size`` px and blurred by three layers,
 - layer 2: a random ellipse on top (a moving object);
 
 each with a straight **linear motion** kernel (``blurfield.physics.kernels.line_kernel``,
-length 9–25 px, its own direction at least 30° from the others), centred in K x K. With
+an odd length drawn from 9–25 px (``--lengths MIN,MAX``: others, e.g. ``35,61`` with
+``--kernel-size 65`` for blur longer than the estimator reads at its scale), its own
+direction at least 30° from the others), centred in K x K. With
 ``--one-motion`` each photo is blurred by its background kernel alone, over the whole photo
 (the same photos and kernels: a camera shake with nothing else moving). With
 ``--shake`` each photo is blurred over the whole photo by one random **camera-shake
@@ -31,6 +33,11 @@ set::
 
     python -m data_prep handmade --out data/handmade
     blurfield evaluate --config eval/synthetic --root data/handmade/handmade-000000.tar
+
+``--pairs`` also writes each sample's blurry and sharp photos as PNG pairs in GoPro's layout,
+``OUT/pairs/handmade/{blur,sharp}/<id>.png``, which ``blurfield evaluate --config eval/gopro
+--root OUT/pairs`` scores through ``deblur``'s own pipeline (the estimator's scale
+``restore.scale`` included, which the synthetic protocol does not take).
 
 ``--kernel-size`` and ``--seed`` are aliases of ``shards.kernel_size`` and ``shards.seed``
 (their defaults are the schema's). The shard is written by
@@ -61,6 +68,19 @@ MIN_ANGLE = 30.0  # degrees between the layers' motion directions
 # this) shares a trajectory's random numbers, so no training kernel is a --shake one
 SHAKE_INDEX = 1 << 40
 NOISE_STREAM = 2  # the noise generator is default_rng([seed, index, NOISE_STREAM])
+LENGTHS = (9, 25)  # px, the range of the line kernels' odd lengths
+
+
+def lengths_arg(text: str) -> tuple[int, int]:
+    """``--lengths MIN,MAX`` -> (MIN, MAX): odd integers, 1 <= MIN <= MAX."""
+    try:
+        lo, hi = (int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected two integers MIN,MAX "
+                                         "(e.g. 35,61)") from None
+    if not (1 <= lo <= hi and lo % 2 == 1 and hi % 2 == 1):
+        raise argparse.ArgumentTypeError(f"'{text}': MIN and MAX must be odd, 1 <= MIN <= MAX")
+    return lo, hi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jpeg", type=jpeg_arg, default=None, metavar="Q",
                         help="save each blurry photo as a JPEG of quality Q (1-95) and read "
                              "it back, after any --noise (default: lossless PNG)")
+    parser.add_argument("--lengths", type=lengths_arg, default=LENGTHS, metavar="MIN,MAX",
+                        help="odd line lengths (px) the layers' kernels are drawn from, "
+                             "at most --kernel-size (default: 9,25)")
+    parser.add_argument("--pairs", action="store_true",
+                        help="also write OUT/pairs/handmade/{blur,sharp}/<id>.png (GoPro's "
+                             "layout: blurfield evaluate --config eval/gopro --root OUT/pairs)")
     how = parser.add_mutually_exclusive_group()
     how.add_argument("--one-motion", action="store_true",
                      help="blur each photo by its background layer's kernel only")
@@ -178,19 +204,20 @@ def shake_kernel(index: int, kernel_size: int, seed: int) -> np.ndarray:
 
 def make(name: str, index: int, size: int, kernel_size: int, seed: int,
          one_motion: bool = False, shake: bool = False, noise: Noise | None = None,
-         jpeg: int | None = None) -> Sample:
+         jpeg: int | None = None, lengths: tuple[int, int] = LENGTHS) -> Sample:
     """The hand-made sample of photo ``name`` (deterministic in ``seed`` and ``index``);
     ``one_motion``: its background kernel alone over the whole photo (one layer);
     ``shake``: :func:`shake_kernel` over the whole photo (one layer); ``noise``: drawn from
     its own generator (``seed``, ``index``, :data:`NOISE_STREAM`), so the fields do not
     change with it; ``jpeg``: the blurry photo saved at that JPEG quality and read back
-    (:func:`through_jpeg`; None: not)."""
+    (:func:`through_jpeg`; None: not); ``lengths``: the odd line lengths' range (px, at most
+    ``kernel_size``)."""
     rng = np.random.default_rng([seed, index])
     sharp = photo(name, size)
     layers = layer_map(sharp.shape[0], rng)
-    lengths = rng.choice(np.arange(9, min(25, kernel_size) + 1, 2), 3)
+    drawn = rng.choice(np.arange(lengths[0], min(lengths[1], kernel_size) + 1, 2), 3)
     kernels = np.stack([motion_kernel(int(n), a, kernel_size)
-                        for n, a in zip(lengths, angles(rng, 3), strict=True)])
+                        for n, a in zip(drawn, angles(rng, 3), strict=True)])
     if one_motion:
         layers, kernels = np.zeros_like(layers), kernels[:1]
     if shake:
@@ -223,10 +250,26 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         raise UserError(f"--size {args.size}: must be >= 64")
     if args.draws < 1:
         raise UserError(f"--draws {args.draws}: must be >= 1")
+    if args.lengths[1] > k:
+        raise UserError(f"--lengths {args.lengths[0]},{args.lengths[1]}: longer than "
+                        f"--kernel-size {k}; give --kernel-size {args.lengths[1] + 4} or more")
     path = Path(args.out) / "handmade-000000.tar"
-    samples = (make(name, d * len(PHOTOS) + i, args.size, k, seed, args.one_motion, args.shake,
-                    args.noise, args.jpeg)
-               for d in range(args.draws) for i, name in enumerate(PHOTOS))
+    samples = [make(name, d * len(PHOTOS) + i, args.size, k, seed, args.one_motion, args.shake,
+                    args.noise, args.jpeg, args.lengths)
+               for d in range(args.draws) for i, name in enumerate(PHOTOS)]
     n = write_shard(path, (encode_sample(s) for s in samples))
     print(f"wrote {n} samples to {path}")
+    if args.pairs:
+        write_pairs(Path(args.out) / "pairs" / "handmade", samples)
+        print(f"wrote {n} blurry/sharp pairs to {Path(args.out) / 'pairs' / 'handmade'}")
     return 0
+
+
+def write_pairs(folder: Path, samples: list[Sample]) -> None:
+    """Each sample's blurry and sharp photos as ``folder/blur/<key>.png`` and
+    ``folder/sharp/<key>.png`` (8-bit, each written atomically)."""
+    from blurfield.imageio import write_image
+
+    for s in samples:
+        write_image(folder / "blur" / f"{s.key}.png", s.blurry, 8)
+        write_image(folder / "sharp" / f"{s.key}.png", s.sharp, 8)

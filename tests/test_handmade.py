@@ -202,3 +202,59 @@ def test_jpeg_rejects_bad_qualities(tmp_path, capsys, bad):
         main(["handmade", "--out", str(tmp_path), "--jpeg", bad])
     assert "--jpeg" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_lengths_draws_longer_lines_in_a_larger_window(tmp_path):
+    """``--lengths 35,61 --kernel-size 65``: every layer's kernel is a line whose major-axis
+    variance is that of a uniform segment of an odd length in 35..61 ((n² - 1) / 12, a
+    closed form), in 65 x 65; without the flag the lengths stay in 9..25 (the default draws
+    are unchanged: the same kernels as ``LENGTHS`` given explicitly)."""
+    out, default, given = tmp_path / "long", tmp_path / "default", tmp_path / "given"
+    assert main(["handmade", "--out", str(out), "--size", "96", "--lengths", "35,61",
+                 "--kernel-size", "65"]) == 0
+    assert main(["handmade", "--out", str(default), "--size", "96"]) == 0
+    assert main(["handmade", "--out", str(given), "--size", "96", "--lengths", "9,25"]) == 0
+    for folder, lo, hi, k in ((out, 35, 61, 65), (default, 9, 25, 33)):
+        for s in read_shard(folder):
+            assert s.kernels.shape[-2:] == (k, k)
+            for kernel in s.kernels:
+                major = axes(kernel)[0][1]
+                n = np.sqrt(12 * major + 1)
+                assert lo * 0.9 <= n <= hi * 1.1
+    for a, b in zip(read_shard(default), read_shard(given), strict=True):
+        np.testing.assert_array_equal(a.kernels, b.kernels)
+
+
+@pytest.mark.parametrize("flags", [["--lengths", "36,60"], ["--lengths", "61,35"],
+                                   ["--lengths", "long"]])
+def test_lengths_rejects_bad_ranges(tmp_path, capsys, flags):
+    with pytest.raises(SystemExit):
+        main(["handmade", "--out", str(tmp_path), *flags])
+    assert "--lengths" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_lengths_longer_than_the_kernel_window_are_refused(tmp_path, capsys):
+    assert main(["handmade", "--out", str(tmp_path), "--lengths", "35,61"]) != 0
+    err = capsys.readouterr().err
+    assert "--lengths 35,61" in err and "--kernel-size 65" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pairs_are_the_shards_photos_in_gopros_layout(tmp_path):
+    """``--pairs``: ``OUT/pairs/handmade/{blur,sharp}/<key>.png`` hold exactly the shard's
+    blurry and sharp photos (read back and compared), and the GoPro reader that
+    ``eval/gopro`` uses lists each pair under ``--root OUT/pairs``."""
+    from blurfield.evaluation.readers import gopro
+    from blurfield.imageio import read_image
+
+    assert main(["handmade", "--out", str(tmp_path), "--size", "64", "--pairs"]) == 0
+    samples = read_shard(tmp_path)
+    items = {it.id: it for it in gopro(tmp_path / "pairs")}
+    assert sorted(items) == sorted(f"handmade_{s.key}" for s in samples)
+    for s in samples:
+        it = items[f"handmade_{s.key}"]
+        for path, want in ((it.blurry, s.blurry), (it.sharp[0], s.sharp)):
+            got, depth = read_image(path)
+            assert depth == 8
+            np.testing.assert_array_equal(np.round(got * 255).astype(np.uint8), want)
