@@ -208,6 +208,29 @@ def test_refine_field_does_not_use_a_kernel_spread_to_its_windows_border(monkeyp
     # spread kernel is the true one here)
 
 
+def test_a_blur_longer_than_the_window_is_cut_off_and_fits_at_half_size():
+    """A 33 px line refined in a 21 x 21 window runs into its border and is turned away, the
+    note pointing to a larger ``--scale`` (README, "Long blur"); the same photo at half size
+    (a 16.5 px line, ``downscale_image``) is refined to that line (direction and length)."""
+    from blurfield.restore.scale import downscale_image
+
+    size = 256
+    true = line_kernel(41, 0.5, 33)
+    y = _blurred_astronaut(true, size)
+    kernels, mixing = uniform_field(_blob()[None], size, size)
+    k, m, note = refine_field(y, kernels, mixing, window=size, probe=4)
+    assert k is kernels and "on the border of its 21x21 window" in note
+    assert "longer than about 15 px here fits at a larger --scale" in note
+    half = downscale_image(y, 2)
+    kernels, mixing = uniform_field(_blob()[None], size // 2, size // 2)
+    k, m, note = refine_field(half, kernels, mixing, window=size // 2, probe=4)
+    assert note.startswith("refined kernel")
+    values, vectors = axes(k[0, 0].double().numpy())
+    length = np.sqrt(12 * values[1] + 1)  # a uniform segment of n taps: (n² - 1) / 12
+    assert 16.5 * 0.8 < length < 16.5 * 1.2 and values[0] < 2.5
+    assert abs(float(vectors[:, 1] @ np.array([np.sin(0.5), np.cos(0.5)]))) > 0.98
+
+
 def test_refine_kernel_of_a_flat_photo_is_the_start():
     start = _blob(9, 1.5)
     torch.testing.assert_close(refine_kernel(torch.full((3, 64, 64), 0.5), start), start)

@@ -253,7 +253,8 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
         k = refined.shape[-1]
         return kernels, mixing, (f"{NETWORK_FIELD} kept (the refined kernel has "
                                  f"{100 * border:.0f}% of its mass on the border of its "
-                                 f"{k}x{k} window: cut off or not converged)")
+                                 f"{k}x{k} window: cut off or not converged; a blur longer "
+                                 f"than about {3 * (k - 1) // 4} px here fits at a larger --scale)")
     opts = {k: v for k, v in (rl or {}).items() if k in PROBE_OPTIONS}
     v, m = probe_windows(image, mixing, probe_window)
     u_field = unexplained(v, kernels, m.to(v), probe, opts)
