@@ -9,10 +9,9 @@ what `deblur` decided (README: Long blur). Run from the repository root:
 """
 
 import numpy as np
-import torch
+from common import psnr
 
 from blurfield.api import deblur, estimate, load_estimator
-from blurfield.evaluation import metrics
 from blurfield.imageio import read_image
 from blurfield.viz import save_png, side_by_side
 
@@ -22,25 +21,18 @@ OUT = "docs/demo/long_blur.png"
 BORDER = 32  # px left out of the PSNR at each side (the blur's reach)
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two (H, W, 3) display images in [0, 1], their borders left out."""
-    a, b = (torch.from_numpy(np.asarray(x, dtype=np.float64)[BORDER:-BORDER, BORDER:-BORDER])
-            .permute(2, 0, 1) for x in (a, b))
-    return float(metrics.psnr(a, b))
-
-
 model = load_estimator()
 rows = []
 for stem in PHOTOS:
     blurry, _ = read_image(f"{ROOT}/blur/{stem}.png")
     sharp, _ = read_image(f"{ROOT}/sharp/{stem}.png")
-    panels, titles = [blurry], [f"{stem[5:]}: blurry, {psnr(blurry, sharp):.1f} dB"]
+    panels, titles = [blurry], [f"{stem[5:]}: blurry, {psnr(blurry, sharp, BORDER):.1f} dB"]
     for scale in (1, 3):
         field = estimate(blurry, model, scale)
         restored, result = deblur(blurry, field, restore_scale="field", return_result=True)
         panels.append(restored)
         titles.append(f"--scale {scale}: {result.decision.decision}, "
-                      f"{psnr(restored, sharp):.1f} dB")
+                      f"{psnr(restored, sharp, BORDER):.1f} dB")
     rows.append(side_by_side([*panels, sharp], [*titles, "sharp"], height=256))
 width = max(r.shape[1] for r in rows)
 rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0))) for r in rows]

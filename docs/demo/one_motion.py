@@ -13,11 +13,10 @@ from the repository root:
 import sys
 
 import numpy as np
-import torch
+from common import psnr
 
 from blurfield.api import deblur, estimate, load_estimator
 from blurfield.data.schema import decode_sample
-from blurfield.evaluation import metrics
 from blurfield.evaluation.readers import load_raw_sample, read_benchmark
 from blurfield.viz import save_png, side_by_side
 from data_prep.handmade import PHOTOS as ALL_PHOTOS
@@ -29,13 +28,6 @@ PHOTOS = ("coffee", "camera", "brick") if SHAKE else ("coffee", "chelsea", "bric
 ROOT = "data/handmade_shake" if SHAKE else "data/handmade1"
 OUT = "docs/demo/shake.png" if SHAKE else "docs/demo/one_motion.png"
 BORDER = 16  # px left out of the PSNR at each side (the blur's reach)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two (H, W, 3) display images in [0, 1], their borders left out."""
-    a, b = (torch.from_numpy(np.asarray(x, dtype=np.float64)[BORDER:-BORDER, BORDER:-BORDER])
-            .permute(2, 0, 1) for x in (a, b))
-    return float(metrics.psnr(a, b))
 
 
 model = load_estimator()
@@ -51,8 +43,8 @@ for item in read_benchmark("synthetic", f"{ROOT}/handmade-000000.tar"):
     kernel = "refined" if field.refinement.startswith("refined") else "field"
     rows.append(side_by_side(
         [blurry, restored, sharp],
-        [f"{name}: blurry, {psnr(blurry, sharp):.1f} dB",
-         f"deblur: {result.decision.decision} ({kernel}), {psnr(restored, sharp):.1f} dB",
+        [f"{name}: blurry, {psnr(blurry, sharp, BORDER):.1f} dB",
+         f"deblur: {result.decision.decision} ({kernel}), {psnr(restored, sharp, BORDER):.1f} dB",
          "sharp"], height=256))
 width = max(r.shape[1] for r in rows)
 rows = [np.pad(r, ((0, 6), (0, width - r.shape[1]), (0, 0))) for r in rows]

@@ -8,22 +8,16 @@ compact shards:
 """
 
 import numpy as np
-import torch
+from common import psnr
 
 from blurfield.api import deblur, estimate, load_estimator
 from blurfield.data.schema import decode_sample, gt_field, image_tensor, sharp_linear
-from blurfield.evaluation import metrics
 from blurfield.evaluation.readers import load_raw_sample, read_benchmark
 from blurfield.evaluation.synthetic import centre_window
 from blurfield.physics import mean_kernel, to_display
 from blurfield.viz import psf_tile, save_png, side_by_side
 
 IDS = ("00003241", "00003261", "00003339")  # of val-000004, the tuning shard
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR of two (H, W, 3) display images in [0, 1] (blurfield.evaluation.metrics.psnr)."""
-    return float(metrics.psnr(*(torch.from_numpy(np.asarray(x)).permute(2, 0, 1) for x in (a, b))))
 
 
 model = load_estimator()
