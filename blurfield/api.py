@@ -442,17 +442,27 @@ def _probe_iterations(work: Tensor, kernels: Tensor, mixing_at: Any, iterations:
 def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
             gamma: float, o: RestoreOptions, options: dict, probe: int,
             callback=None) -> Decision:
-    """The no-harm rule's steps 1-3 on the photo at the field's resolution (downscaled by
-    ``field.scale``), with the field as estimated."""
+    """The no-harm rule's steps 1-4 with the field as estimated: steps 1-2 on the photo at
+    the field's resolution (downscaled by ``field.scale``); the probes of steps 3-4 on the
+    photo itself, in its four ``no_harm_window``² squares (or whole) at full size with the
+    field brought there (kernels grown by ``field.scale``, the mixing upsampled on those
+    squares only), where the detail the downscale removed tells a sharp photo from a
+    blurred one (README, "Long blur")."""
     small = downscale_image(blurry_linear.to(dev), field.scale)
     mixing = low
     if tuple(small.shape[-2:]) != tuple(low.shape[-2:]):
         mixing = upscale_mixing(low, tuple(small.shape[-2:]))
     rule = {**noharm.rule_kwargs(vars(o)), "probe": probe}
     rule.pop("spread", None)  # the restoration's (_stops), not the assessment's
+    full = None
+    if field.scale > 1:
+        size = tuple(blurry_linear.shape[-2:])
+        boxes = noharm.probe_boxes(*size, o.no_harm_window)
+        full = (torch.cat([blurry_linear[..., y0:y1, x0:x1].to(dev) for y0, y1, x0, x1 in boxes]),
+                torch.cat([upscale_mixing(low, size, box) for box in boxes]))
     return noharm.assess(small, field.kernels.to(dev, torch.float32)[None], mixing,
-                         gamma=gamma, pixel_scale=field.scale, callback=callback, **rule,
-                         **options)
+                         gamma=gamma, pixel_scale=field.scale, callback=callback, full=full,
+                         **rule, **options)
 
 
 def deblur(image: Any, field: Field, *, gamma: float | None = None,
