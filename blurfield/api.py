@@ -447,7 +447,7 @@ def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
     photo itself, in its four ``no_harm_window``² squares (or whole) at full size with the
     field brought there (kernels grown by ``field.scale``, the mixing upsampled on those
     squares only), where the detail the downscale removed tells a sharp photo from a
-    blurred one (README, "Long blur")."""
+    blurred one (README, "Deblur does no harm")."""
     small = downscale_image(blurry_linear.to(dev), field.scale)
     mixing = low
     if tuple(small.shape[-2:]) != tuple(low.shape[-2:]):
