@@ -190,6 +190,7 @@ def test_synthetic_smooths_a_jpeg_window_that_is_not_denoised():
     assert abs(evaluate_sample(s, oracle, window=64, rl=rl).row["psnr_gt"]
                - smoothed["psnr_gt"]) < 0.05
 
+
 def test_synthetic_uniform_blur_upper_bound_is_the_uniform_kernel():
     s = _sample("u", 1, layers=1)
     gt = gt_field(s, centre_window(112, 112, K, 64))
