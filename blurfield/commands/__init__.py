@@ -143,7 +143,7 @@ def read_photo(path: Path, min_size: int, command: str):
     return out
 
 
-def denoised(image: Any, rc: Any, jpeg: bool = False) -> tuple[Any, str]:
+def prefiltered(image: Any, rc: Any, jpeg: bool = False) -> tuple[Any, str]:
     """The photo as estimate and deblur take it: denoised first when it is noisy
     (``restore.denoise_above``), else, read from a JPEG file (``jpeg``), smoothed by the
     same filter at ``restore.jpeg_smooth`` (:func:`blurfield.api.prefilter`); and the start

@@ -93,7 +93,7 @@ class DeblurJob:
         from tqdm import tqdm
 
         from blurfield.api import deblur, estimate, save_field
-        from blurfield.commands import denoised, estimate_options, read_photo
+        from blurfield.commands import estimate_options, prefiltered, read_photo
         from blurfield.errors import UserError
         from blurfield.imageio import is_jpeg, write_image
         from blurfield.viz import save_png
@@ -101,7 +101,7 @@ class DeblurJob:
         rc, given = self.rc, self._given
         min_size = given.kernel_size if given is not None else self._model.kernel_size
         image, depth = read_photo(path, min_size, "deblur")
-        photo, note = denoised(image, rc, is_jpeg(path))
+        photo, note = prefiltered(image, rc, is_jpeg(path))
         if given is not None:
             h, w = image.shape[:2]
             if (h, w) != tuple(given.image_size):

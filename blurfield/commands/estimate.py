@@ -65,13 +65,13 @@ class EstimateJob:
         from tqdm import tqdm
 
         from blurfield.api import estimate, save_field
-        from blurfield.commands import denoised, estimate_options, read_photo
+        from blurfield.commands import estimate_options, prefiltered, read_photo
         from blurfield.imageio import is_jpeg
         from blurfield.viz import save_png
 
         rc = self.rc
         image, _ = read_photo(path, self._model.kernel_size, "estimate")
-        photo, note = denoised(image, rc, is_jpeg(path))
+        photo, note = prefiltered(image, rc, is_jpeg(path))
         field_ = estimate(photo, self._model, scale=self.scale,
                           max_megapixels=rc.max_megapixels, gamma=rc.gamma,
                           **estimate_options(rc))
