@@ -149,8 +149,8 @@ def prefilter(display: Tensor, above: float | None, jpeg: float | None = None,
     """(1, C, H, W) display ``display`` as the estimate and RL take it: denoised
     (:func:`denoise`) when it is noisy (``above``), else smoothed (:func:`smooth`) at
     ``jpeg`` (a JPEG photo's level, ``restore.jpeg_smooth``; None: not a JPEG, or never),
-    else itself. Returns the photo, σ
-    when it was denoised (else None) and whether it was smoothed."""
+    else itself. Returns the photo, σ when it was denoised (else None) and whether it was
+    smoothed."""
     out, sigma = denoise(display, above, gamma, strip)
     if sigma is None and jpeg is not None:
         return smooth(display, jpeg, gamma, strip), None, True
