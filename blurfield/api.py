@@ -45,7 +45,7 @@ from blurfield.restore import (
     upscale_kernels,
     upscale_mixing,
 )
-from blurfield.restore.refine import MARGIN, estimate_field, rl_iterations
+from blurfield.restore.refine import CUT_OFF, MARGIN, estimate_field, long_blur, rl_iterations
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
@@ -236,6 +236,7 @@ def estimate(
     probe: int = 10,
     probe_window: int = 256,
     rl: Mapping[str, Any] | None = None,
+    long_blur_scale: float = 2,
 ) -> Field:
     """Estimate the blur field of one photo.
 
@@ -262,6 +263,11 @@ def estimate(
         rl: the RL options of those probes by name, as the no-harm rule takes them
             (:data:`blurfield.restore.noharm.PROBE_OPTIONS`; other names are ignored);
             None: :class:`~blurfield.config.RLOptions`' defaults.
+        long_blur_scale: with ``scale="auto"``, when the refined kernel is cut off by its
+            window (a blur longer than the estimator reads), the photo is estimated again
+            downscaled this many times more,
+            and that field taken if its refined kernel is a long, elongated one
+            (:func:`blurfield.restore.refine.long_blur`; README, "Long blur"); 1: never.
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
@@ -273,12 +279,28 @@ def estimate(
     if device is not None:
         model = model.to(resolve_device(device))
     dev = next(model.parameters()).device
-    small = downscale_image(x.to(dev), s)
-    kernels, mixing, note = estimate_field(model, small, tile, elements, gamma=gamma,
-                                           refine=refine, refine_margin=refine_margin,
-                                           refine_window=refine_window, probe=probe,
-                                           probe_window=probe_window,
-                                           rl=RLOptions().rl_kwargs() if rl is None else rl)
+
+    def field_at(scale: float) -> tuple[Tensor, Tensor, str]:
+        return estimate_field(model, downscale_image(x.to(dev), scale), tile, elements,
+                              gamma=gamma, refine=refine, refine_margin=refine_margin,
+                              refine_window=refine_window, probe=probe,
+                              probe_window=probe_window,
+                              rl=RLOptions().rl_kwargs() if rl is None else rl)
+
+    retry = float(long_blur_scale)
+    if not retry >= 1:
+        raise ValueError(f"long_blur_scale: {long_blur_scale} is not a factor >= 1 (1 = never)")
+    kernels, mixing, note = field_at(s)
+    if (retry > 1 and str(scale) == "auto" and CUT_OFF in note
+            and min(height, width) / (s * retry) >= 64):
+        wide = field_at(s * retry)
+        why = long_blur(wide[0], wide[2], retry)
+        if why is None:
+            kernels, mixing, s = wide[0], wide[1], s * retry
+            note = (f"{wide[2]} at scale {s:.3g} (at scale {s / retry:.3g} the refined kernel ran "
+                    "into its window's border: a long blur)")
+        else:
+            note = f"{note}; estimated again at scale {s * retry:.3g}, not taken: {why}"
     return Field(
         kernels=kernels[0].float().cpu(),
         mixing=mixing[0].float().cpu(),

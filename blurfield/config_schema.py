@@ -139,6 +139,7 @@ class RestoreCfg(RestoreOptions):
     refine_iterations: int = 10  # blind refinement of the estimated kernel (README); 0 = off
     refine_margin: float = 0.2  # it replaces the field when log(U_field / U_refined) exceeds this
     refine_window: int = 384  # side of the centre square the kernel is refined on
+    long_blur_scale: float = 2.0  # scale auto, refined kernel cut off: estimate this much smaller
     threads: Any = "auto"  # torch threads: auto = OMP_NUM_THREADS, else the cores available
     workers: Any = "auto"  # photos at once, a process each; auto = min(photos, threads), 1 on GPU
 

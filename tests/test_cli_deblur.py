@@ -92,6 +92,9 @@ def test_estimate_tile_reaches_the_estimator(tmp_path, tiny_path, capsys):
         assert main([command, str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
                      "--out", str(tmp_path / "bad"), "restore.no_harm_probe=0"]) == 2
         assert "restore.no_harm_probe: 0 is not a count >= 1" in capsys.readouterr().err
+        assert main([command, str(tmp_path / "a.png"), "--checkpoint", str(tiny_path),
+                     "--out", str(tmp_path / "bad"), "restore.long_blur_scale=0.5"]) == 2
+        assert "restore.long_blur_scale: 0.5 is not a factor >= 1" in capsys.readouterr().err
 
 
 def test_refinement_is_reported_and_can_be_switched_off(tmp_path, tiny_path, capsys):

@@ -12,10 +12,13 @@ from helpers.moments import axes
 
 from blurfield.physics import blur, correlate, to_linear, uniform_field
 from blurfield.restore.refine import (
+    CUT_OFF,
+    axis_ratio,
     centre_kernel,
     check_refine,
     edge_mass,
     kernel_from_gradients,
+    long_blur,
     periodic_pad,
     prune_kernel,
     refine_field,
@@ -229,6 +232,83 @@ def test_a_blur_longer_than_the_window_is_cut_off_and_fits_at_half_size():
     length = np.sqrt(12 * values[1] + 1)  # a uniform segment of n taps: (n² - 1) / 12
     assert 16.5 * 0.8 < length < 16.5 * 1.2 and values[0] < 2.5
     assert abs(float(vectors[:, 1] @ np.array([np.sin(0.5), np.cos(0.5)]))) > 0.98
+
+
+def test_axis_ratio_is_the_square_root_of_the_moments_eigenvalue_ratio():
+    """Closed forms: a straight line has no width (0), a round Gaussian is round (1), an
+    a x b box of uniform taps has variances (a² - 1) / 12 and (b² - 1) / 12 along its sides,
+    whichever way it is turned by 90°."""
+    line = torch.zeros(21, 21)
+    line[10, 3:18] = 1 / 15
+    assert axis_ratio(line) == pytest.approx(0.0, abs=1e-6)
+    assert axis_ratio(line.T) == pytest.approx(0.0, abs=1e-6)
+    assert axis_ratio(_blob()) == pytest.approx(1.0, abs=1e-6)
+    box = torch.zeros(21, 21)
+    box[8:13, 3:18] = 1 / 75  # 5 rows x 15 columns
+    assert axis_ratio(box) == pytest.approx(np.sqrt(24 / 224), rel=1e-6)
+    assert axis_ratio(box.T) == pytest.approx(np.sqrt(24 / 224), rel=1e-6)
+
+
+def test_long_blur_takes_only_a_long_elongated_kernel_the_refinement_chose():
+    """The field estimated again ``factor`` times smaller after a cut-off refined kernel is
+    taken only when its refinement chose a kernel there that the first window (K = 33)
+    could not hold, ``(K - 1) / factor`` = 16 px at factor 2 (a line of n taps is
+    ``sqrt(n² - 1)`` px long), and elongated (axis ratio at most 0.35)."""
+    chosen = "refined kernel (10% vs 20% of the reblur error left after 10 iterations)"
+    long = line_kernel(33, 0.5, 25)[None, None]
+    assert long_blur(long, chosen, 2) is None
+    assert "kept the network's field" in long_blur(long, "network's field kept (x)", 2)
+    assert "short enough" in long_blur(line_kernel(33, 0.5, 11)[None, None], chosen, 2)
+    assert "25 px long there" in long_blur(long, chosen, 1.2)  # the first window: 26.7 px
+    assert long_blur(long, chosen, 1.5) is None  # 21.3 px
+    round_ = _blob(33, 8.0)[None, None]  # sqrt(12 x 64) = 28 px long, and round
+    assert "round there (axis ratio 1.00" in long_blur(round_, chosen, 2)
+    wide = torch.zeros(1, 1, 33, 33)
+    wide[0, 0, 13:20, 4:29] = 1 / 175  # 7 x 25 px: ratio sqrt(48 / 624) = 0.28
+    assert long_blur(wide, chosen, 2) is None
+    wide[0, 0, 12:21, 4:29] = 1 / 225  # 9 x 25 px: sqrt(80 / 624) = 0.358
+    assert "axis ratio 0.36 > 0.35" in long_blur(wide, chosen, 2)
+
+
+def test_estimate_tries_a_cut_off_blur_again_at_a_larger_scale(monkeypatch):
+    """``api.estimate`` at ``scale="auto"``: a refined kernel cut off by its window sends
+    the photo back to the estimator ``long_blur_scale`` times smaller; that field is taken
+    (with its scale) when :func:`long_blur` accepts it, else the first is kept and the note
+    says why; 1: never; nor at a scale given as a number, nor for a photo that small."""
+    from blurfield import api
+
+    calls = []
+    cut = f"network's field kept (... window: {CUT_OFF}; ...)"
+
+    def fake(model, image, tile, elements, **kw):
+        calls.append(tuple(image.shape[-2:]))
+        b = 25 if len(calls) == 1 else 1
+        kernels = (line_kernel(33, 0.5, 25) if b == 1 else _blob(33, 2.0))[None, None]
+        note = cut if len(calls) == 1 else answer
+        return kernels.expand(1, b, 33, 33), torch.full((1, b, *image.shape[-2:]), 1 / b), note
+
+    monkeypatch.setattr(api, "estimate_field", fake)
+    photo = np.full((256, 200, 3), 0.5, np.float32)
+    answer = "refined kernel (10% vs 20% of the reblur error left after 10 iterations)"
+    f = api.estimate(photo, torch.nn.Linear(1, 1), "auto")
+    assert calls == [(256, 200), (128, 100)] and f.scale == 2 and f.kernels.shape[0] == 1
+    assert f.mixing.shape == (1, 128, 100) and f.image_size == (256, 200)
+    assert f.refinement.startswith(answer + " at scale 2 (at scale 1 the refined kernel ran")
+    calls.clear()
+    answer = "network's field kept (refined kernel: 30% vs 20% ...)"
+    f = api.estimate(photo, torch.nn.Linear(1, 1), "auto", max_megapixels=0.03)  # at 1.31
+    assert calls == [(196, 153), (98, 77)] and f.kernels.shape[0] == 25
+    assert f.scale == pytest.approx(np.sqrt(256 * 200 / 0.03e6))
+    assert f.refinement == (f"{cut}; estimated again at scale 2.61, not taken: the "
+                            "refinement kept the network's field there")
+    calls.clear()
+    f = api.estimate(photo, torch.nn.Linear(1, 1), "auto", long_blur_scale=1)
+    assert calls == [(256, 200)] and f.refinement == cut
+    f = api.estimate(photo, torch.nn.Linear(1, 1), 1)  # a scale given: used as given
+    f = api.estimate(photo[:120], torch.nn.Linear(1, 1), "auto")  # 60 px at half size
+    assert calls == [(256, 200)] * 2 + [(120, 200)] and f.scale == 1
+    with pytest.raises(ValueError, match="long_blur_scale: 0.5 is not a factor >= 1"):
+        api.estimate(photo, torch.nn.Linear(1, 1), "auto", long_blur_scale=0.5)
 
 
 def test_refine_kernel_of_a_flat_photo_is_the_start():

@@ -219,8 +219,11 @@ def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, f
     rl = {k: v for k, v in s.rl.items() if k not in ("tile", "tile_overlap")}
     g = float(s.gamma if s.gamma is not None else sample.meta["gamma"])
 
+    # kernels are scored at the sample's own scale: no restore.scale, no long-blur retry
+    options = {k: v for k, v in s.estimate.items() if k != "long_blur_scale"}
+
     def estimate(v: Tensor) -> tuple[Tensor, Tensor, str]:
-        return estimate_field(method.model, v, gamma=g, **s.estimate)
+        return estimate_field(method.model, v, gamma=g, **options)
 
     res = evaluate_sample(sample, estimate, window=s.ev.window, gamma=s.gamma, rl=rl,
                           device=s.device, denoise_above=s.denoise_above,

@@ -52,6 +52,7 @@ from torch import Tensor
 
 from blurfield.models.tiled import estimate_tiled
 from blurfield.physics import mean_kernel, to_linear, uniform_field
+from blurfield.physics.moments import field_covariance
 from blurfield.restore.noharm import PROBE_OPTIONS, blur_extent, probe_windows, unexplained
 
 LAMBDA = 4e-3  # weight of the L0 gradient prior, linear values in [0, 1]
@@ -64,6 +65,8 @@ COMPONENT = 0.1  # connected pieces with less than this fraction of the heaviest
 MIN_BLUR = 2.5  # px; a refined kernel shorter than this says the photo is nearly sharp
 EDGE_MASS = 0.03  # a refined kernel with more of its mass on its window's border is not used
 MARGIN = 0.2  # log(U_field / U_refined) above which the refined kernel replaces the field
+LINE_LIKE = 0.35  # a kernel estimated again downscaled must be this elongated (minor / major axis)
+CUT_OFF = "cut off or not converged"  # in the note of a refined kernel turned away at its border
 NETWORK_FIELD = "network's field"  # how every note on a field the network drew begins
 
 
@@ -253,7 +256,7 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
         k = refined.shape[-1]
         return kernels, mixing, (f"{NETWORK_FIELD} kept (the refined kernel has "
                                  f"{100 * border:.0f}% of its mass on the border of its "
-                                 f"{k}x{k} window: cut off or not converged; a blur longer "
+                                 f"{k}x{k} window: {CUT_OFF}; a blur longer "
                                  f"than about {3 * (k - 1) // 4} px here fits at a larger --scale)")
     opts = {k: v for k, v in (rl or {}).items() if k in PROBE_OPTIONS}
     v, m = probe_windows(image, mixing, probe_window)
@@ -264,6 +267,34 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
     if math.log(max(u_field, 1e-30) / max(u_refined, 1e-30)) > margin:
         return uniform_k.to(kernels), uniform_m.to(mixing), f"refined kernel ({left})"
     return kernels, mixing, f"{NETWORK_FIELD} kept (refined kernel: {left})"
+
+
+def axis_ratio(kernel: Tensor) -> float:
+    """``sqrt(λ2 / λ1)`` of a (K, K) kernel's second moments (:mod:`blurfield.physics.moments`):
+    0 for a straight line, 1 for a round blob."""
+    cxx, cyy, cxy = field_covariance(kernel[None], kernel.new_ones(1, 1, 1))[:, 0, 0].tolist()
+    half, gap = (cxx + cyy) / 2, math.hypot((cxx - cyy) / 2, cxy)
+    return math.sqrt(max(half - gap, 0.0) / max(half + gap, 1e-30))
+
+
+def long_blur(kernels: Tensor, note: str, factor: float) -> str | None:
+    """Why the field (kernels (1, B, K, K), refinement ``note``) of a photo estimated again
+    ``factor`` times smaller, after its refined kernel was cut off at the first scale
+    (:data:`CUT_OFF`), is not taken; None when it is: the refinement chose its kernel there,
+    the kernel is longer than the first window could hold (line-equivalent length at least
+    ``(K - 1) / factor`` px here) and elongated (:func:`axis_ratio` at most
+    :data:`LINE_LIKE`). A blur that long is a motion; a kernel that spreads round over its
+    window is the alternation failing on a smooth photo (README, "Long blur")."""
+    if note.startswith(NETWORK_FIELD):
+        return "the refinement kept the network's field there"
+    k = kernels.shape[-1]
+    length = blur_extent(kernels, kernels.new_ones(1, 1, 1, 1))
+    if length < (k - 1) / factor:
+        return f"its refined kernel is {length:.0f} px long there, short enough for the first scale"
+    ratio = axis_ratio(kernels[0, 0])
+    if ratio > LINE_LIKE:
+        return f"its refined kernel is round there (axis ratio {ratio:.2f} > {LINE_LIKE:g})"
+    return None
 
 
 def rl_iterations(note: str, iterations: int, field_iterations: int) -> int:
