@@ -45,7 +45,14 @@ from blurfield.restore import (
     upscale_kernels,
     upscale_mixing,
 )
-from blurfield.restore.refine import CUT_OFF, MARGIN, estimate_field, long_blur, rl_iterations
+from blurfield.restore.refine import (
+    CUT_OFF,
+    MARGIN,
+    check_refine,
+    estimate_field,
+    long_blur,
+    rl_iterations,
+)
 
 SHIPPED_WEIGHTS = Path(__file__).resolve().parent / "weights" / "compact.pt"
 
@@ -265,9 +272,9 @@ def estimate(
             None: :class:`~blurfield.config.RLOptions`' defaults.
         long_blur_scale: with ``scale="auto"``, when the refined kernel is cut off by its
             window (a blur longer than the estimator reads), the photo is estimated again
-            downscaled this many times more,
-            and that field taken if its refined kernel is a long, elongated one
-            (:func:`blurfield.restore.refine.long_blur`; README, "Long blur"); 1: never.
+            downscaled this many times more, and that field taken if its refined kernel is
+            a long, elongated one (:func:`blurfield.restore.refine.long_blur`; README,
+            "Long blur"); 1: never.
     Returns:
         :class:`Field` with mixing (B', h, w) at the estimated resolution: B' = B for a
         photo estimated whole, at most ``elements`` (or B) in tiles. The photo or each tile
@@ -287,9 +294,8 @@ def estimate(
                               probe_window=probe_window,
                               rl=RLOptions().rl_kwargs() if rl is None else rl)
 
+    check_refine(refine, refine_window, probe, probe_window, long_blur_scale)
     retry = float(long_blur_scale)
-    if not retry >= 1:
-        raise ValueError(f"long_blur_scale: {long_blur_scale} is not a factor >= 1 (1 = never)")
     kernels, mixing, note = field_at(s)
     if (retry > 1 and str(scale) == "auto" and CUT_OFF in note
             and min(height, width) / (s * retry) >= 64):

@@ -327,6 +327,9 @@ def test_check_refine_names_the_key():
         check_refine(10, 384, 0, 256)
     with pytest.raises(ValueError, match="no_harm_window"):
         check_refine(10, 384, 10, -1)
+    check_refine(10, 384, 10, 256, 1)  # 1: never estimated again
+    with pytest.raises(ValueError, match="long_blur_scale: 0.9 is not a factor >= 1"):
+        check_refine(10, 384, 10, 256, 0.9)
 
 
 def test_the_refinements_probes_take_the_restore_sections_rl_options(monkeypatch):

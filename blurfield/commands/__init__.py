@@ -42,12 +42,12 @@ def parse_scale(value: Any) -> float | str:
 
 
 def estimate_options(rc: Any, rl: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The keyword arguments of :func:`blurfield.api.estimate` (and
-    :func:`blurfield.restore.refine.estimate_field`) from the ``restore`` section:
+    """The keyword arguments of :func:`blurfield.api.estimate` (and, all but
+    ``long_blur_scale``, of :func:`blurfield.restore.refine.estimate_field`) from the
+    ``restore`` section:
     ``estimate_tile`` (0 or a positive multiple of 32), ``estimate_elements`` (a count >= 0),
     ``refine_iterations``, ``refine_margin``, ``refine_window``, ``long_blur_scale``, and the
-    no-harm rule's
-    ``no_harm_probe``, ``no_harm_window`` and RL options (``rl`` by name, None: the
+    no-harm rule's ``no_harm_probe``, ``no_harm_window`` and RL options (``rl`` by name, None: the
     section's own), with which the refinement compares its kernel to the network's field
     as the rule will; a bad value is refused as a :class:`UserError` that names the
     option."""
@@ -58,11 +58,8 @@ def estimate_options(rc: Any, rl: Mapping[str, Any] | None = None) -> dict[str, 
     try:
         tile = check_tile(rc.estimate_tile, rc.estimate_elements)
         check_refine(rc.refine_iterations, rc.refine_window, rc.no_harm_probe,
-                     rc.no_harm_window)
+                     rc.no_harm_window, rc.long_blur_scale)
         probe_rl = RLOptions.make(rc).rl_kwargs() if rl is None else rl
-        if not float(rc.long_blur_scale) >= 1:
-            raise ValueError(f"long_blur_scale: {rc.long_blur_scale} is not a factor >= 1 "
-                             "(1 = never)")
     except (TypeError, ValueError) as e:
         raise UserError(f"restore.{e}") from None
     return {"tile": tile, "elements": int(rc.estimate_elements),

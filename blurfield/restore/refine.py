@@ -308,9 +308,11 @@ def rl_iterations(note: str, iterations: int, field_iterations: int) -> int:
     return min(iterations, int(field_iterations)) if note.startswith(NETWORK_FIELD) else iterations
 
 
-def check_refine(iterations: int, window: int, probe: int = 10, probe_window: int = 256) -> None:
+def check_refine(iterations: int, window: int, probe: int = 10, probe_window: int = 256,
+                 long_blur_scale: float = 2) -> None:
     """ValueError naming the ``restore`` key unless ``iterations`` is a count >= 0,
-    ``window`` one >= 64, ``probe`` a count >= 1 and ``probe_window`` one >= 0."""
+    ``window`` one >= 64, ``probe`` a count >= 1, ``probe_window`` one >= 0 and
+    ``long_blur_scale`` a factor >= 1."""
     if int(iterations) != iterations or iterations < 0:
         raise ValueError(f"refine_iterations: {iterations} is not a count >= 0 (0 = off)")
     if int(window) != window or window < 64:
@@ -320,6 +322,8 @@ def check_refine(iterations: int, window: int, probe: int = 10, probe_window: in
     if int(probe_window) != probe_window or probe_window < 0:
         raise ValueError(f"no_harm_window: {probe_window} is not a side >= 0 pixels "
                          "(0 = the whole photo)")
+    if not float(long_blur_scale) >= 1:
+        raise ValueError(f"long_blur_scale: {long_blur_scale} is not a factor >= 1 (1 = never)")
 
 
 @torch.no_grad()
