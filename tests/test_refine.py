@@ -261,7 +261,7 @@ def test_long_blur_takes_only_a_long_elongated_kernel_the_refinement_chose():
     assert "short enough" in long_blur(line_kernel(33, 0.5, 11)[None, None], chosen, 2)
     assert "25 px long there" in long_blur(long, chosen, 1.2)  # the first window: 26.7 px
     assert long_blur(long, chosen, 1.5) is None  # 21.3 px
-    round_ = _blob(33, 8.0)[None, None]  # sqrt(12 x 64) = 28 px long, and round
+    round_ = _blob(33, 8.0)[None, None]  # σ 8 cut at ±2σ: about 25 px long, and round
     assert "round there (axis ratio 1.00" in long_blur(round_, chosen, 2)
     wide = torch.zeros(1, 1, 33, 33)
     wide[0, 0, 13:20, 4:29] = 1 / 175  # 7 x 25 px: ratio sqrt(48 / 624) = 0.28
