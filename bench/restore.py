@@ -43,11 +43,18 @@ end ``blurfield deblur`` on 1 MP and 12 MP photos, and what restoring at a reduc
    ``--field-scale`` (2), restored at full size and at the field's scale (correction
    upsampled); PSNR against the sharp photo and seconds of each.
 
+5. ``long`` (``--long FILE...``, blurry photos): ``blurfield deblur`` of each in a child
+   process with ``restore.long_blur_scale=1`` (never estimated again) and with the default
+   (a refined kernel cut off by its window: estimated again at half size), alternated
+   ``--repeats`` times: wall seconds (best of), their ratio, and the field's scale and
+   refinement note with the default (README, "Long blur").
+
 Timings are wall seconds; take them on a quiet machine (``uptime`` load below ~0.7). All
 sections print the load average they started at.
 
-Usage: python bench/restore.py [--sections rl e2e probes scale] [--size 512] [--repeats 2]
+Usage: python bench/restore.py [--sections rl e2e probes scale long] [--size 512] [--repeats 2]
        [--threads 1] [--skip-tol 1e-3] [--iterations 10] [--compare] [--handmade DIR]
+       [--long FILE...]
 """
 
 from __future__ import annotations
@@ -418,10 +425,33 @@ def bench_scale(folder: Path, field_scale: float, iterations: int) -> None:
               f"dB; time full / at scale {m[2] / m[4]:.1f}")
 
 
+def bench_long(paths: list[Path], tmp: Path, iterations: int, repeats: int) -> None:
+    """``deblur`` without and with the long-blur retry: best wall seconds of each."""
+    from blurfield.api import load_field
+
+    print(f"\n5. blurfield deblur without / with the long-blur retry, {iterations} iterations, "
+          f"best of {repeats}, child OMP_NUM_THREADS="
+          f"{os.environ.get('OMP_NUM_THREADS', 'unset')}; {load()}")
+    print(f"  {'photo':<22} {'without s':>9} {'with s':>7} {'with / without':>14}  field (with)")
+    for path in paths:
+        best = {1: float("inf"), 2: float("inf")}
+        for _ in range(repeats):
+            for factor in best:
+                out = tmp / f"long{factor}"
+                rc, secs, _ = deblur_subprocess(path, out, iterations,
+                                                [f"restore.long_blur_scale={factor}"])
+                if rc != 0:
+                    raise SystemExit(f"{path}: blurfield deblur exited {rc}")
+                best[factor] = min(best[factor], secs)
+        field = load_field(tmp / "long2" / f"{path.stem}_field.npz")
+        print(f"  {path.name:<22} {best[1]:9.1f} {best[2]:7.1f} {best[2] / best[1]:14.2f}  "
+              f"scale {field.scale:g}: {field.refinement[:60]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sections", nargs="+", default=["rl", "e2e", "probes"],
-                   choices=["rl", "e2e", "probes", "scale"])
+                   choices=["rl", "e2e", "probes", "scale", "long"])
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--iterations", type=int, default=ITERATIONS)
@@ -437,6 +467,7 @@ def main() -> None:
     p.add_argument("--e2e-args", nargs="*", default=[])
     p.add_argument("--handmade", type=Path)
     p.add_argument("--field-scale", type=float, default=2.0)
+    p.add_argument("--long", nargs="+", type=Path, default=[])
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -450,6 +481,10 @@ def main() -> None:
         if "probes" in a.sections:
             bench_probes(Path(tmp), a.iterations, a.photos, a.probe_rl_iterations,
                          a.restore_scale)
+        if "long" in a.sections:
+            if not a.long:
+                p.error("--sections long needs --long FILE...")
+            bench_long(a.long, Path(tmp), a.iterations, a.repeats)
     if "scale" in a.sections:
         if a.handmade is None:
             p.error("--sections scale needs --handmade DIR")
