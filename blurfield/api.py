@@ -453,15 +453,23 @@ def _stops(work: Tensor, gamma: float, o: RestoreOptions) -> dict[str, Any]:
     return noise.rl_stops(work, o.no_harm_noise, o.no_harm_spread, gamma)
 
 
+def _probe_squares(image: Tensor, mixing_at: Any, window: int, device: torch.device
+                   ) -> tuple[Tensor, Tensor]:
+    """The (1, C, H, W) ``image``'s ``window``² squares the no-harm rule probes
+    (:func:`blurfield.restore.noharm.probe_boxes`; the whole image when small), (N, C, h, w)
+    on ``device``, and the field's mixing on each, ``mixing_at(box)`` (N, B, h, w)."""
+    boxes = noharm.probe_boxes(*image.shape[-2:], window)
+    return (torch.cat([image[..., y0:y1, x0:x1].to(device) for y0, y1, x0, x1 in boxes]),
+            torch.cat([mixing_at(box) for box in boxes]))
+
+
 def _probe_iterations(work: Tensor, kernels: Tensor, mixing_at: Any, iterations: int,
                       window: int, gamma: float, o: RestoreOptions, options: dict) -> int:
     """The iterations of a tiled restoration with the spread stop on: those RL with the
     rule's stops (:func:`_stops`) takes on the four ``window``² squares the rule probes
     (:func:`blurfield.restore.noharm.probe_boxes`), at the restoration's scale."""
-    boxes = noharm.probe_boxes(*work.shape[-2:], window)
-    v = torch.cat([work[..., y0:y1, x0:x1] for y0, y1, x0, x1 in boxes])
-    mixing = torch.cat([mixing_at(box) for box in boxes])
-    res = richardson_lucy(v, kernels.expand(len(boxes), *kernels.shape[1:]), mixing,
+    v, mixing = _probe_squares(work, mixing_at, window, work.device)
+    res = richardson_lucy(v, kernels.expand(len(v), *kernels.shape[1:]), mixing,
                           iterations=iterations, early_stop=o.early_stop,
                           **_stops(v, gamma, o), **options)
     return res.iterations
@@ -485,9 +493,8 @@ def _assess(blurry_linear: Tensor, field: Field, low: Tensor, dev: torch.device,
     full = None
     if field.scale > 1:
         size = tuple(blurry_linear.shape[-2:])
-        boxes = noharm.probe_boxes(*size, o.no_harm_window)
-        full = (torch.cat([blurry_linear[..., y0:y1, x0:x1].to(dev) for y0, y1, x0, x1 in boxes]),
-                torch.cat([upscale_mixing(low, size, box) for box in boxes]))
+        full = _probe_squares(blurry_linear, lambda box: upscale_mixing(low, size, box),
+                              o.no_harm_window, dev)
     return noharm.assess(small, field.kernels.to(dev, torch.float32)[None], mixing,
                          gamma=gamma, pixel_scale=field.scale, callback=callback, full=full,
                          **rule, **options)
