@@ -287,4 +287,5 @@ class RestoreOptions(RLOptions):
     no_harm_noise: float = 0.5  # discrepancy: stop RL at this x the noise variance
     no_harm_min_blur: float = 1.0  # px; a field blurring less leaves the photo as is
     no_harm_spread: float = 0.0  # 0 = off; RL stops when its spread in flat squares tops this x
+    no_harm_slope: float | None = 0.1  # a directed blur's spectral slope below this: left as is
     restore_scale: Any = "full"  # full | field | a factor in [1, the field's scale]

@@ -52,7 +52,7 @@ RESTORE_KEYS = ("iterations", "field_iterations", "saturation", "tv_weight", "ea
                 "tile_overlap", "no_harm", "no_harm_probe",
                 "no_harm_evidence", "no_harm_margin", "no_harm_max_unexplained",
                 "no_harm_shrink", "no_harm_window", "no_harm_noise", "no_harm_min_blur",
-                "no_harm_spread")
+                "no_harm_spread", "no_harm_slope")
 
 
 # --------------------------------------------------------------------------- settings

@@ -48,9 +48,10 @@ from blurfield.restore.refine import rl_iterations
 
 # (1, 3, h, w) display -> (kernels, mixing), or (kernels, mixing, the refinement's note)
 EstimateFn = Callable[[Tensor], tuple[Tensor, ...]]
+# the restore section's no-harm rule
 NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_margin",
                 "no_harm_max_unexplained", "no_harm_shrink", "no_harm_window", "no_harm_noise",
-                "no_harm_min_blur", "no_harm_spread")  # the restore section's no-harm rule
+                "no_harm_min_blur", "no_harm_spread", "no_harm_slope")
 
 
 @dataclass
