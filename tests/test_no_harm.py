@@ -368,8 +368,8 @@ def test_deblur_writes_the_decision_into_the_field_file_and_prints_it(tmp_path, 
     field = load_field(tmp_path / "shot" / "shot_field.npz")  # still a plain field file
     assert field.kernels.shape == (2, 11, 11)
     with np.load(tmp_path / "shot" / "shot_field.npz") as z:
-        assert {"decision", "decision_reason", "blend", "iterations", "kernel_scale"} <= set(
-            z.files)
+        assert {"decision", "decision_reason", "blend", "iterations", "kernel_scale",
+                "spectral_slope"} <= set(z.files)
         assert float(z["kernel_scale"]) == shot.kernel_scale == 1.0
 
 
