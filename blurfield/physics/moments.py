@@ -51,6 +51,14 @@ def field_covariance(kernels: Tensor, mixing: Tensor, dtype: torch.dtype | None 
     return torch.stack([exx - ex * ex, eyy - ey * ey, exy - ex * ey], -3)
 
 
+def principal_variances(cov: Tensor) -> Tensor:
+    """The covariance's eigenvalues ``λ1 >= λ2`` (px²): (..., 3, H, W) -> (..., 2, H, W),
+    ``(c_xx + c_yy) / 2 ± |a| / 2`` (:func:`anisotropy`), ``λ2`` at least 0."""
+    half = (cov[..., 0, :, :] + cov[..., 1, :, :]) / 2
+    gap = anisotropy(cov).norm(dim=-3) / 2
+    return torch.stack([half + gap, (half - gap).clamp(min=0)], -3)
+
+
 def anisotropy(cov: Tensor) -> Tensor:
     """``a = (c_xx - c_yy, 2 c_xy)``: (..., 3, H, W) -> (..., 2, H, W); ``|a| = λ1 - λ2``."""
     return torch.stack([cov[..., 0, :, :] - cov[..., 1, :, :], 2 * cov[..., 2, :, :]], -3)

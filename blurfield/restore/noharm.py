@@ -105,6 +105,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from blurfield.physics import BlurField, mean_kernel, saturate
+from blurfield.physics.moments import field_covariance, principal_variances
 from blurfield.restore.noise import noise_sigma, rl_stops
 from blurfield.restore.rl import RLResult, richardson_lucy
 from blurfield.restore.spectrum import spectral_slope
@@ -195,17 +196,8 @@ def blur_extent(kernels: Tensor, mixing: Tensor, grid: int = GRID) -> float:
     cells = F.adaptive_avg_pool2d(mixing.float(), (min(grid, mixing.shape[-2]),
                                                    min(grid, mixing.shape[-1])))
     k = torch.einsum("nbyx,nbij->nyxij", cells, kernels.float()).double()
-    size = k.shape[-1]
-    c = torch.arange(size, dtype=k.dtype) - (size - 1) / 2
-    s = k.sum((-1, -2)).clamp(min=1e-12)
-    py, px = k.sum(-1), k.sum(-2)
-    my, mx = (py * c).sum(-1) / s, (px * c).sum(-1) / s
-    vyy = (py * c.square()).sum(-1) / s - my.square()
-    vxx = (px * c.square()).sum(-1) / s - mx.square()
-    vxy = (k * c[:, None] * c[None, :]).sum((-1, -2)) / s - mx * my
-    tr, det = vyy + vxx, vyy * vxx - vxy.square()
-    lam = tr / 2 + (tr.square() / 4 - det).clamp(min=0).sqrt()
-    return float((12 * lam.clamp(min=0)).sqrt().max())
+    lam = principal_variances(field_covariance(k[..., None, :, :], k.new_ones(1, 1, 1)))
+    return float((12 * lam[..., 0, 0, 0].clamp(min=0)).sqrt().max())
 
 
 def turned(kernels: Tensor) -> Tensor:

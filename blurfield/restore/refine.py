@@ -52,7 +52,7 @@ from torch import Tensor
 
 from blurfield.models.tiled import estimate_tiled
 from blurfield.physics import mean_kernel, to_linear, uniform_field
-from blurfield.physics.moments import field_covariance
+from blurfield.physics.moments import field_covariance, principal_variances
 from blurfield.restore.noharm import PROBE_OPTIONS, blur_extent, probe_windows, unexplained
 
 LAMBDA = 4e-3  # weight of the L0 gradient prior, linear values in [0, 1]
@@ -272,9 +272,8 @@ def refine_field(image: Tensor, kernels: Tensor, mixing: Tensor, *, iterations: 
 def axis_ratio(kernel: Tensor) -> float:
     """``sqrt(λ2 / λ1)`` of a (K, K) kernel's second moments (:mod:`blurfield.physics.moments`):
     0 for a straight line, 1 for a round blob."""
-    cxx, cyy, cxy = field_covariance(kernel[None], kernel.new_ones(1, 1, 1))[:, 0, 0].tolist()
-    half, gap = (cxx + cyy) / 2, math.hypot((cxx - cyy) / 2, cxy)
-    return math.sqrt(max(half - gap, 0.0) / max(half + gap, 1e-30))
+    lam1, lam2 = principal_variances(field_covariance(kernel[None], kernel.new_ones(1, 1, 1)))
+    return math.sqrt(float(lam2) / max(float(lam1), 1e-30))
 
 
 def long_blur(kernels: Tensor, note: str, factor: float) -> str | None:
