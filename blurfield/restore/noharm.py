@@ -336,10 +336,13 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
     grow = 1.0 if full is None else pixel_scale
     u: dict[str, float] = {}
 
+    def probed(scale: float) -> Tensor:  # the kernels at ``scale`` on the probe squares
+        return kernels if scale * grow == 1 else rescaled(kernels, scale * grow)
+
     def u_at(scale: float, turn: bool = False) -> float:
         name = f"{scale:.2f}" + (" turned" if turn else "")
         if name not in u:
-            k = kernels if scale * grow == 1 else rescaled(kernels, scale * grow)
+            k = probed(scale)
             u[name] = unexplained(vw, turned(k) if turn else k, mw, probe, opts, callback)
         return u[name]
 
@@ -370,9 +373,8 @@ def assess(v: Tensor, kernels: Tensor, mixing: Tensor, *, probe: int = 10,
                         "more unexplained)", sigma, blur, chosen, unexplained=u)
     fit = float("nan")
     if slope is not None:
-        k_full = k if grow == 1 else rescaled(kernels, chosen * grow)
         sigma_w = sigma if full is None else noise_sigma(vw, gamma)
-        fit = _median_slope(vw, k_full, mw, sigma_w)
+        fit = _median_slope(vw, probed(chosen), mw, sigma_w)
         if fit < slope:
             return Decision(0.0, f"the photo's spectrum does not fall off along the field{at} "
                             f"(slope {fit:.2f} < {slope:g}): a sharp photo, or a blur in "

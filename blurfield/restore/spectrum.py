@@ -49,12 +49,11 @@ def periodogram(v: Tensor) -> Tensor:
 
 def field_power(kernels: Tensor, mixing: Tensor) -> Tensor:
     """``E|K(ω)|²`` (N, h, w) float64 of a field on (N, ·, h, w) squares: kernels (1 or N,
-    B, K, K) (centred, K <= h, w), mixing (N, B, h, w); for one kernel (B = 1) its ``|K|²``."""
+    B, K, K) (K <= h, w), mixing (N, B, h, w); for one kernel (B = 1) its ``|K|²``. The
+    kernels' DFTs are taken uncentred: centring multiplies every one by the same phase,
+    which ``K_b K_c*`` cancels."""
     n, b, h, w = mixing.shape
-    size = kernels.shape[-1]
-    padded = torch.zeros(*kernels.shape[:2], h, w, dtype=torch.float64, device=kernels.device)
-    padded[..., :size, :size] = kernels.double()
-    otf = torch.fft.fft2(torch.roll(padded, (-(size // 2), -(size // 2)), (-2, -1)))
+    otf = torch.fft.fft2(kernels.double(), s=(h, w))
     m = mixing.double().flatten(2)
     c = torch.einsum("nbp,ncp->nbc", m, m) / m.shape[-1]  # (N, B, B)
     otf = otf.expand(n, *otf.shape[1:])
