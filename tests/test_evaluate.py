@@ -418,7 +418,7 @@ def test_gopro_deblurrer_is_scored_alone(tmp_path):
 
 
 def test_folder_writes_fields_and_restorations(tmp_path, weights):
-    from blurfield.api import load_field
+    from blurfield.api import load_decision, load_field
 
     photos = tmp_path / "photos"
     _save(photos / "boat.png", _box_blur(_photo(0, 0, 50, 70)))
@@ -434,7 +434,24 @@ def test_folder_writes_fields_and_restorations(tmp_path, weights):
         assert im.size == (70, 50)
     f = load_field(out / "restored" / "night__street_field.npz")
     assert f.image_size == (64, 64) and f.kernels.shape[-1] == K
+    # each row says what the no-harm rule did, as the field file does, and truly: a blend
+    # of 0 returns the photo itself, any other changes it
+    for r in rows:
+        d = load_decision(out / "restored" / f"{r['id']}_field.npz")
+        assert (r["decision"], r["decision_reason"]) == (d.decision, d.reason)
+        assert float(r["blend"]) == pytest.approx(d.blend, abs=1e-5)
+        assert float(r["kernel_scale"]) == pytest.approx(d.kernel_scale, abs=1e-5)
+        assert r["decision"] == ("restored" if d.blend >= 0.5 else "left nearly as is")
+    (boat,) = [r for r in rows if r["id"] == "boat"]
+    same = np.array_equal(np.asarray(Image.open(out / "restored" / "boat_restored.png")),
+                          np.asarray(Image.open(photos / "boat.png")))
+    assert same == (float(boat["blend"]) == 0)
     assert _evaluate(*args) == 0 and len(_rows(out)) == 2
+    off = tmp_path / "off"
+    assert _evaluate("--benchmark", "folder", "--root", photos, "--checkpoint", weights,
+                     "--out", off, "restore.iterations=2", "eval.device=cpu",
+                     "restore.no_harm=false") == 0
+    assert all("decision" not in r and "blend" not in r for r in _rows(off))
 
 
 # --------------------------------------------------------------------------- errors, configs

@@ -59,12 +59,14 @@ def _sync(device: torch.device) -> None:
 
 
 class Method:
-    """Turns a blurry display image into a restoration (and its field, if any)."""
+    """Turns a blurry display image into a restoration (and its field and the no-harm
+    rule's decision, if any)."""
 
     name = "method"
 
-    def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
-        """(3, H, W) display -> (restored (3, H, W) display, its field or None)."""
+    def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any, Any]:
+        """(3, H, W) display -> (restored (3, H, W) display, its field or None, the
+        :class:`blurfield.restore.noharm.Decision` or None)."""
         raise NotImplementedError
 
 
@@ -88,14 +90,14 @@ class EstimateAndRestore(Method):
         return estimate(blurry, self.model, s.scale, max_megapixels=s.max_megapixels,
                         gamma=gamma, **s.estimate)
 
-    def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
+    def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any, Any]:
         from blurfield.api import deblur, prefilter
 
         g = float(s.gamma if s.gamma is not None else 2.2)
         photo, _, _ = prefilter(blurry, above=s.denoise_above, jpeg=s.jpeg_smooth, gamma=g)
         field = self.field(photo, s, g)
-        out = deblur(photo, field, gamma=g, device=s.device, **s.rl)
-        return out.float().cpu(), field
+        out, res = deblur(photo, field, gamma=g, device=s.device, return_result=True, **s.rl)
+        return out.float().cpu(), field, res.decision
 
 
 class Generator(Method):
@@ -112,10 +114,10 @@ class Generator(Method):
             raise UserError(f"--deblurrer: {e}") from None
         self.device = device
 
-    def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any]:
+    def restore(self, blurry: Tensor, s: Settings) -> tuple[Tensor, Any, Any]:
         from blurfield.models.deblurgan import run_generator
 
-        return run_generator(self.g, blurry[None].to(self.device))[0].float().cpu(), None
+        return run_generator(self.g, blurry[None].to(self.device))[0].float().cpu(), None, None
 
 
 def reblur_psnr(restored: Tensor, blurry: Tensor, field: Any, gamma: float,
@@ -145,13 +147,15 @@ def _frames(paths: tuple[Path, ...]) -> Iterator[Tensor]:
 
 
 def evaluate_photo(item, method: Method, s: Settings) -> tuple[dict, list, float]:
-    """One benchmark photo: restore, score with the protocol. (row, panels, seconds)."""
+    """One benchmark photo: restore, score with the protocol. (row, panels, seconds); with
+    the no-harm rule the row ends with its ``decision``, ``blend``, ``kernel_scale`` and
+    ``decision_reason`` (the field file's keys)."""
     from blurfield.evaluation import metrics, protocols
 
     blurry = load_image(item.blurry)
     _sync(s.device)
     t0 = time.perf_counter()
-    restored, field = method.restore(blurry, s)
+    restored, field, decision = method.restore(blurry, s)
     _sync(s.device)
     seconds = time.perf_counter() - t0
     scored = metrics.quantize(restored) if s.ev.quantize else restored
@@ -178,6 +182,9 @@ def evaluate_photo(item, method: Method, s: Settings) -> tuple[dict, list, float
     if field is not None:
         row["reblur_psnr"] = reblur_psnr(scored, blurry, field, float(s.gamma or 2.2),
                                          s.device)
+    if decision is not None:
+        row |= {"decision": decision.decision, "blend": decision.blend,
+                "kernel_scale": decision.kernel_scale, "decision_reason": decision.reason}
     panels = [("blurry", blurry), ("restored", restored)]
     if sharp_panel is not None:
         panels.append(("sharp", sharp_panel))
@@ -187,17 +194,18 @@ def evaluate_photo(item, method: Method, s: Settings) -> tuple[dict, list, float
         panels.append(("PSFs", psf_overlay(blurry.permute(1, 2, 0).numpy(), field.kernels,
                                            field.mixing)))
     if s.benchmark == "folder":
-        _save_outputs(s.out / "restored", item.id, restored, field)
+        _save_outputs(s.out / "restored", item.id, restored, field, decision)
     return row, panels, seconds
 
 
-def _save_outputs(folder: Path, stem: str, restored: Tensor, field: Any) -> None:
+def _save_outputs(folder: Path, stem: str, restored: Tensor, field: Any,
+                  decision: Any = None) -> None:
     from blurfield.api import save_field
     from blurfield.imageio import write_image
 
     write_image(folder / f"{stem}_restored.png", restored.permute(1, 2, 0).numpy(), 8)
     if field is not None:
-        save_field(folder / f"{stem}_field.npz", field)
+        save_field(folder / f"{stem}_field.npz", field, decision)
 
 
 def evaluate_synthetic(item, method: Method, s: Settings) -> tuple[dict, list, float]:
