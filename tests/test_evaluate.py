@@ -327,7 +327,28 @@ def test_realblur_command_scores_the_blurry_input_like_the_reference(tmp_path, w
         for col in ("psnr", "ssim", "reblur_psnr", "align_scale", "seconds"):
             assert math.isfinite(float(r[col])), col
         assert r["aligned"] in ("0", "1")
-    assert json.loads((out / "summary.json").read_text())["info"]["method"] == "estimate + RL"
+    info = json.loads((out / "summary.json").read_text())["info"]
+    assert info["method"] == "estimate + RL"
+    g = [float(r["psnr"]) - float(r["blurry_psnr"]) for r in rows]
+    assert info["gain over the blurry input"].startswith(f"mean {np.mean(g):+.2f} dB, worst "
+                                                         f"{min(g):+.2f} dB")
+    said = [r["decision"] for r in rows]
+    assert all(f"{said.count(d)} {d}" in info["no-harm rule"] for d in said)
+    assert info["gain over the blurry input"] in (out / "summary.md").read_text()
+
+
+def test_summary_counts_gains_and_decisions_from_the_rows():
+    from blurfield.evaluation.report import decisions, gains
+
+    rows = [{"psnr": "30", "blurry_psnr": "28", "decision": "restored"},
+            {"psnr": "25", "blurry_psnr": "26", "decision": "left nearly as is"},
+            {"psnr": "inf", "blurry_psnr": "inf", "decision": "left nearly as is"},  # sharp
+            {"psnr": "27.5", "blurry_psnr": "27.6", "decision": "restored"},
+            {"psnr_est": "31"}]  # a row without the columns
+    assert gains(rows) == "mean +0.30 dB, worst -1.00 dB; 1 of 3 more than 0.5 dB worse"
+    assert gains(rows, worse=0.05).endswith("2 of 3 more than 0.05 dB worse")
+    assert decisions(rows) == "2 restored, 2 left nearly as is"
+    assert gains([{"psnr_est": "1"}]) is None and decisions([{"id": "a"}]) is None
 
 
 # --------------------------------------------------------------------------- Köhler

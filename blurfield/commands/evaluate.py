@@ -8,7 +8,8 @@
 Writes into ``--out`` (eval.out_dir): ``results.csv`` (one row per image, rewritten
 atomically after each one; photos restored under the no-harm rule add its ``decision``,
 ``blend``, ``kernel_scale`` and ``decision_reason``), ``summary.md`` / ``summary.json``
-(means, hardware, command), ``pictures/<id>.jpg`` and ``index.html``; the folder benchmark
+(means, the gain over the blurry input and the decisions counted, hardware, command),
+``pictures/<id>.jpg`` and ``index.html``; the folder benchmark
 also writes ``restored/<id>_restored.png`` and ``<id>_field.npz`` (with the decision). A
 rerun with the same settings skips images that already have a row (``eval.resume=false``
 starts over); a rerun with other settings into the same folder is refused. RL settings
@@ -202,6 +203,8 @@ def run(cfg: DictConfig, args: argparse.Namespace) -> int:
         "benchmark": s.benchmark,
         "method": method.name,
         "images": len(rows),
+        "gain over the blurry input": report.gains(rows),
+        "no-harm rule": report.decisions(rows),
         "hardware": report.hardware(s.device),
         "checkpoint": None if ev.deblurrer else str(ev.checkpoint or cfg.restore.checkpoint
                                                      or "shipped"),

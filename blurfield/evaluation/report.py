@@ -7,7 +7,9 @@ after each image (it is small), which is what makes a run resumable.
 Files in the output folder::
 
     results.csv        one row per image: id, the metrics, seconds, ...
-    summary.md/.json   means of the numeric columns, image count, hardware, command
+    summary.md/.json   means of the numeric columns, image count, the gain over the blurry
+                       input (mean, worst, how many lose more than 0.5 dB), the no-harm
+                       rule's decisions, hardware, command
     index.html         the table with each image's side-by-side picture
     pictures/<id>.jpg  panels side by side (blurry | restored | ground truth | PSFs)
 """
@@ -31,6 +33,8 @@ from torch import Tensor
 from blurfield.fileio import write_text_atomic
 
 RESULTS = "results.csv"
+INFO_KEYS = ("method", "images", "gain over the blurry input", "no-harm rule", "hardware",
+             "checkpoint", "deblurrer", "command")  # what the summary says, in this order
 
 
 # --------------------------------------------------------------------------- CSV
@@ -90,6 +94,35 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def gains(rows: Sequence[dict[str, Any]], worse: float = 0.5) -> str | None:
+    """The gain over the blurry input in words: ``psnr - blurry_psnr`` (dB) over the rows
+    where both are finite, its mean, the worst, and how many rows lose more than ``worse``
+    dB; None when no row has both."""
+    g = []
+    for r in rows:
+        try:
+            d = float(r["psnr"]) - float(r["blurry_psnr"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if math.isfinite(d):
+            g.append(d)
+    if not g:
+        return None
+    lost = sum(d < -worse for d in g)
+    return (f"mean {np.mean(g):+.2f} dB, worst {min(g):+.2f} dB; {lost} of {len(g)} "
+            f"more than {worse:g} dB worse")
+
+
+def decisions(rows: Sequence[dict[str, Any]]) -> str | None:
+    """How many rows the no-harm rule restored and left (their ``decision`` column), in
+    words; None when no row has one."""
+    said = [r["decision"] for r in rows if r.get("decision")]
+    if not said:
+        return None
+    counts = {d: said.count(d) for d in dict.fromkeys(said)}
+    return ", ".join(f"{n} {d}" for d, n in counts.items())
+
+
 # --------------------------------------------------------------------------- summary
 
 
@@ -113,7 +146,7 @@ def hardware(device: torch.device | str | None = None) -> str:
 def summary_markdown(summary: dict[str, float], info: dict[str, Any]) -> str:
     """A markdown table of the means, preceded by what was run where."""
     lines = [f"# {info.get('benchmark', 'evaluation')}", ""]
-    for k in ("method", "images", "hardware", "checkpoint", "deblurrer", "command"):
+    for k in INFO_KEYS:
         if info.get(k) is not None:
             v = f"`{info[k]}`" if k == "command" else info[k]
             lines.append(f"- {k}: {v}")
@@ -162,8 +195,7 @@ def write_index(out: Path, rows: Sequence[dict[str, Any]], info: dict[str, Any],
     from blurfield import html
 
     done = set(pictures)
-    about = "".join(html.paragraph(f"{k}: {info[k]}") for k in
-                    ("method", "images", "hardware", "checkpoint", "deblurrer", "command")
+    about = "".join(html.paragraph(f"{k}: {info[k]}") for k in INFO_KEYS
                     if info.get(k) is not None)
     mean = html.table([{k: round(v, 4) for k, v in summary.items()}], floatfmt="{:.4f}")
     figs = []
