@@ -9,12 +9,12 @@ Writes into ``--out`` (eval.out_dir): ``results.csv`` (one row per image, rewrit
 atomically after each one; photos restored under the no-harm rule add its ``decision``,
 ``blend``, ``kernel_scale`` and ``decision_reason``), ``summary.md`` / ``summary.json``
 (means, the gain over the blurry input and the decisions counted, hardware, command),
-``pictures/<id>.jpg`` and ``index.html``; the folder benchmark
-also writes ``restored/<id>_restored.png`` and ``<id>_field.npz`` (with the decision). A
-rerun with the same settings skips images that already have a row (``eval.resume=false``
-starts over); a rerun with other settings into the same folder is refused. RL settings
-come from the ``restore`` section; ``eval.gamma`` / ``eval.saturation`` /
-``eval.iterations`` override them (None = the protocol's defaults,
+``pictures/<id>.jpg`` and ``index.html``; the folder benchmark also writes
+``restored/<id>_restored.png`` and ``<id>_field.npz`` (with the decision). A rerun with
+the same settings skips images that already have a row (``eval.resume=false`` starts
+over); a rerun with other settings into the same folder is refused. RL settings come from
+the ``restore`` section; ``eval.gamma`` / ``eval.saturation`` / ``eval.iterations``
+override them (None = the protocol's defaults,
 :data:`blurfield.evaluation.protocols.PROTOCOLS`). The per-image work is
 :mod:`blurfield.evaluation.benchmark`'s.
 """
