@@ -21,6 +21,8 @@ from torch import Tensor
 from blurfield.config import EvalCfg
 from blurfield.errors import UserError
 
+DECISION_COLUMNS = ("decision", "blend", "kernel_scale", "decision_reason")  # of a row
+
 
 @dataclass
 class Settings:
@@ -183,8 +185,8 @@ def evaluate_photo(item, method: Method, s: Settings) -> tuple[dict, list, float
         row["reblur_psnr"] = reblur_psnr(scored, blurry, field, float(s.gamma or 2.2),
                                          s.device)
     if decision is not None:
-        row |= {"decision": decision.decision, "blend": decision.blend,
-                "kernel_scale": decision.kernel_scale, "decision_reason": decision.reason}
+        saved = decision.arrays()  # the field file's keys and values
+        row |= {k: saved[k].item() for k in DECISION_COLUMNS}
     panels = [("blurry", blurry), ("restored", restored)]
     if sharp_panel is not None:
         panels.append(("sharp", sharp_panel))
