@@ -237,6 +237,13 @@ def test_synthetic_restorations_go_through_the_no_harm_rule_with_its_options():
     free = evaluate_sample(s, oracle, window=64, rl=dict(
         iterations=3, no_harm_min_blur=1.0, **rule)).row
     assert free["psnr_gt"] > capped["psnr_gt"] + 0.5
+    # The row says what the rule decided for the estimated field (here the true one).
+    assert (capped["decision"], capped["blend"]) == ("left nearly as is", 0.0)
+    assert "blur" in capped["decision_reason"]
+    assert free["decision"] == "restored" and free["blend"] >= 0.5
+    assert free["psnr_est"] > free["psnr_blurry"] + 0.5
+    assert "decision" not in evaluate_sample(s, oracle, window=64,
+                                             rl=dict(iterations=1)).row  # no rule, no column
 
 
 def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, capsys):
@@ -246,6 +253,8 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
     args = ["--benchmark", "synthetic", "--root", shard, "--checkpoint", weights, "--out",
             out, "eval.window=64", "eval.iterations=1", "eval.device=cpu",
             "restore.no_harm_probe=3"]
+    import blurfield.api  # noqa: F401  (imported before the patch: it binds estimate_field)
+
     seen, real = [], refine.estimate_field  # the restore section's estimate options are used
     monkeypatch.setattr(refine, "estimate_field",
                         lambda model, image, tile, **kw: seen.append(
@@ -262,6 +271,14 @@ def test_synthetic_command_writes_and_resumes(tmp_path, weights, monkeypatch, ca
     assert summary["mean"]["kernel_error"] == pytest.approx(
         np.mean([float(r["kernel_error"]) for r in rows]), rel=1e-5)
     assert summary["info"]["images"] == 2 and "CPU" in summary["info"]["hardware"]
+    g = [float(r["psnr_est"]) - float(r["psnr_blurry"]) for r in rows]
+    assert summary["info"]["gain over the blurry input"].startswith(
+        f"mean {np.mean(g):+.2f} dB, worst {min(g):+.2f} dB")
+    said = [r["decision"] for r in rows]
+    assert set(said) <= {"restored", "left nearly as is"}
+    assert all(f"{said.count(d)} {d}" in summary["info"]["no-harm rule"] for d in said)
+    assert "blend" not in summary["mean"] or summary["mean"]["blend"] == pytest.approx(
+        np.mean([float(r["blend"]) for r in rows]))
     assert "| kernel_error |" in (out / "summary.md").read_text()
     assert "| kernel_error |" in capsys.readouterr().out
     html = (out / "index.html").read_text()
@@ -347,6 +364,10 @@ def test_summary_counts_gains_and_decisions_from_the_rows():
             {"psnr_est": "31"}]  # a row without the columns
     assert gains(rows) == "mean +0.30 dB, worst -1.00 dB; 1 of 3 more than 0.5 dB worse"
     assert gains(rows, worse=0.05).endswith("2 of 3 more than 0.05 dB worse")
+    # the synthetic protocol's columns: psnr_est - psnr_blurry
+    synthetic = [{"psnr_est": "22", "psnr_blurry": "21.5", "psnr_gt": "40"},
+                 {"psnr_est": "20", "psnr_blurry": "21", "psnr_gt": "40"}]
+    assert gains(synthetic) == "mean -0.25 dB, worst -1.00 dB; 1 of 2 more than 0.5 dB worse"
     assert decisions(rows) == "2 restored, 2 left nearly as is"
     assert gains([{"psnr_est": "1"}]) is None and decisions([{"id": "a"}]) is None
 

@@ -6,8 +6,9 @@
     blurfield evaluate --benchmark synthetic --root data/shards/builtin/val-000000.tar
 
 Writes into ``--out`` (eval.out_dir): ``results.csv`` (one row per image, rewritten
-atomically after each one; photos restored under the no-harm rule add its ``decision``,
-``blend``, ``kernel_scale`` and ``decision_reason``), ``summary.md`` / ``summary.json``
+atomically after each one; photos (and the synthetic protocol's estimated field)
+restored under the no-harm rule add its ``decision``, ``blend``, ``kernel_scale`` and
+``decision_reason``), ``summary.md`` / ``summary.json``
 (means, the gain over the blurry input and the decisions counted, hardware, command),
 ``pictures/<id>.jpg`` and ``index.html``; the folder benchmark also writes
 ``restored/<id>_restored.png`` and ``<id>_field.npz`` (with the decision). A rerun with

@@ -21,8 +21,6 @@ from torch import Tensor
 from blurfield.config import EvalCfg
 from blurfield.errors import UserError
 
-DECISION_COLUMNS = ("decision", "blend", "kernel_scale", "decision_reason")  # of a row
-
 
 @dataclass
 class Settings:
@@ -185,8 +183,7 @@ def evaluate_photo(item, method: Method, s: Settings) -> tuple[dict, list, float
         row["reblur_psnr"] = reblur_psnr(scored, blurry, field, float(s.gamma or 2.2),
                                          s.device)
     if decision is not None:
-        saved = decision.arrays()  # the field file's keys and values
-        row |= {k: saved[k].item() for k in DECISION_COLUMNS}
+        row |= decision.columns()
     panels = [("blurry", blurry), ("restored", restored)]
     if sharp_panel is not None:
         panels.append(("sharp", sharp_panel))

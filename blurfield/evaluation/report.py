@@ -94,18 +94,24 @@ def summarize(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+# (restored, blurry) PSNR columns: the photo benchmarks', the synthetic protocol's
+GAIN_COLUMNS = (("psnr", "blurry_psnr"), ("psnr_est", "psnr_blurry"))
+
+
 def gains(rows: Sequence[dict[str, Any]], worse: float = 0.5) -> str | None:
-    """The gain over the blurry input in words: ``psnr - blurry_psnr`` (dB) over the rows
-    where both are finite, its mean, the worst, and how many rows lose more than ``worse``
-    dB; None when no row has both."""
+    """The gain over the blurry input in words: ``psnr - blurry_psnr`` (dB; the synthetic
+    protocol's ``psnr_est - psnr_blurry``) over the rows where both are finite, its mean,
+    the worst, and how many rows lose more than ``worse`` dB; None when no row has both."""
     g = []
     for r in rows:
-        try:
-            d = float(r["psnr"]) - float(r["blurry_psnr"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        if math.isfinite(d):
-            g.append(d)
+        for restored, blurry in GAIN_COLUMNS:
+            try:
+                d = float(r[restored]) - float(r[blurry])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if math.isfinite(d):
+                g.append(d)
+            break
     if not g:
         return None
     lost = sum(d < -worse for d in g)

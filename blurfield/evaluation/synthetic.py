@@ -16,7 +16,9 @@ border) is scored:
   (c) ``psnr_uniform_gt``: one uniform kernel, the mean of the ground-truth per-pixel
   kernels (the best single kernel in that sense);
   (e) ``psnr_uniform_est``: one uniform kernel, the mean of the estimated per-pixel kernels;
-  (d) ``psnr_blurry``: the blurry input itself; and ``ssim_est`` for (a).
+  (d) ``psnr_blurry``: the blurry input itself; and ``ssim_est`` for (a);
+- with the no-harm rule, what it decided for (a): ``decision``, ``blend``,
+  ``kernel_scale``, ``decision_reason`` (:meth:`~blurfield.restore.noharm.Decision.columns`).
 
 The reference for PSNR is ``to_display(min(u, 1))`` with ``u`` the sample's linear sharp
 image (brightness included): the blurry sample was made from ``u`` and saturates at 1.
@@ -56,7 +58,7 @@ NO_HARM_KEYS = ("no_harm", "no_harm_probe", "no_harm_evidence", "no_harm_margin"
 
 @dataclass
 class SyntheticResult:
-    row: dict[str, float]
+    row: dict[str, Any]
     panels: list[tuple[str, Tensor]]
     seconds: float
 
@@ -77,8 +79,9 @@ def _sync(device: torch.device) -> None:
 
 
 def _restore(v_lin: Tensor, kernels: Tensor, mixing: Tensor, gamma: float,
-             rl: dict[str, Any]) -> Tensor:
-    """RL in linear light -> display (3, h, w), clipped and rounded to 8 bits.
+             rl: dict[str, Any]) -> tuple[Tensor, noharm.Decision | None]:
+    """RL in linear light -> display (3, h, w), clipped and rounded to 8 bits, and the
+    no-harm rule's decision (None without the rule).
 
     The blurry window is exactly the "valid" blur of the sharp window K - 1 larger, so RL
     runs with ``padding="valid"`` (no mirror assumption at the window's border) and the
@@ -87,14 +90,14 @@ def _restore(v_lin: Tensor, kernels: Tensor, mixing: Tensor, gamma: float,
     opts = {**rl, "padding": "valid"}
     rule = {k: opts.pop(k) for k in NO_HARM_KEYS if k in opts}
     if rule.get("no_harm", False):
-        out = no_harm_richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), gamma=gamma,
-                                      **noharm.rule_kwargs(rule), **opts).image[0]
+        res = no_harm_richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), gamma=gamma,
+                                      **noharm.rule_kwargs(rule), **opts)
     else:
-        out = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts).image[0]
+        res = richardson_lucy(v_lin, kernels.to(v_lin), mixing.to(v_lin), **opts)
     o = (kernels.shape[-1] - 1) // 2
     h, w = v_lin.shape[-2:]
-    out = out[:, o : o + h, o : o + w]
-    return metrics.quantize(to_display(out.clamp(0, 1), gamma)).cpu()
+    out = res.image[0, :, o : o + h, o : o + w]
+    return metrics.quantize(to_display(out.clamp(0, 1), gamma)).cpu(), res.decision
 
 
 def _on_simplex(mixing: Tensor) -> Tensor:
@@ -146,13 +149,13 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
         if field_iterations is not None and note:
             rl_est = {**rl, "iterations": rl_iterations(
                 note[0], rl.get("iterations", RLOptions().iterations), field_iterations)}
-        restored = _restore(v_lin, kernels, mixing, g, rl_est)
+        restored, decision = _restore(v_lin, kernels, mixing, g, rl_est)
     _sync(dev)
     seconds = time.perf_counter() - t0
     kernels, mixing = kernels.detach().float(), mixing.detach().float()
     k_cpu, m_cpu = kernels[0].cpu(), mixing[0].cpu()
 
-    row: dict[str, float] = {
+    row: dict[str, Any] = {
         "kernel_error": float(metrics.kernel_error(k_cpu, m_cpu, gt.kernels, gt.masks)),
         "direction": float(metrics.direction_agreement(
             metrics.field_covariance(k_cpu, m_cpu),
@@ -171,16 +174,18 @@ def evaluate_sample(sample: Sample, estimate: EstimateFn, *, window: int = 256,
 
     gt_k, gt_m = gt.kernels[None].float().to(dev), _on_simplex(gt.masks[None].float()).to(dev)
     with torch.no_grad():
-        by_gt = _restore(v_lin, gt_k, gt_m, g, rl)
+        by_gt, _ = _restore(v_lin, gt_k, gt_m, g, rl)
         k_ugt, m_ugt = _uniform(metrics.mean_kernel(gt.kernels, gt.masks), h, w)
-        by_ugt = _restore(v_lin, k_ugt.to(dev), m_ugt.to(dev), g, rl)
+        by_ugt, _ = _restore(v_lin, k_ugt.to(dev), m_ugt.to(dev), g, rl)
         k_uest, m_uest = _uniform(metrics.mean_kernel(k_cpu, m_cpu), h, w)
-        by_uest = _restore(v_lin, k_uest.to(dev), m_uest.to(dev), g, rl_est)
+        by_uest, _ = _restore(v_lin, k_uest.to(dev), m_uest.to(dev), g, rl_est)
     row["psnr_gt"] = float(metrics.psnr(ref, by_gt))
     row["psnr_uniform_gt"] = float(metrics.psnr(ref, by_ugt))
     row["psnr_uniform_est"] = float(metrics.psnr(ref, by_uest))
     row["psnr_blurry"] = float(metrics.psnr(ref, blurry))
     row["layers"] = float(gt.kernels.shape[0])
+    if decision is not None:
+        row |= decision.columns()
     panels = [("blurry", blurry), ("estimated field", restored), ("true field", by_gt),
               ("sharp", ref)]
     return SyntheticResult(row, panels, seconds)

@@ -118,6 +118,7 @@ CLEARLY_WORSE = 0.05  # log(U_half / U_field) from which the photo shows the fie
 PROBE_OPTIONS = ("saturation", "tv_weight", "method", "sat_threshold", "z_dilate", "skip_tol",
                  "rank_tol")  # the RL options the probes take from the restoration's
 LEFT, RESTORED = "left nearly as is", "restored"
+COLUMNS = ("decision", "blend", "kernel_scale", "decision_reason")  # of an evaluation row
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,12 @@ class Decision:
             "kernel_scale": np.float64(self.kernel_scale),
             "spectral_slope": np.float64(self.slope),
         }
+
+    def columns(self) -> dict[str, Any]:
+        """The columns of an evaluation row: ``decision``, ``blend``, ``kernel_scale`` and
+        ``decision_reason``, as the field file stores them (:meth:`arrays`)."""
+        saved = self.arrays()
+        return {k: saved[k].item() for k in COLUMNS}
 
     @classmethod
     def from_arrays(cls, data: dict[str, Any]) -> Decision | None:
