@@ -439,8 +439,8 @@ def restore(
     if r > 1:
         correction = F.interpolate(res.image - work.to(res.image.device), size=(height, width),
                                    mode="bicubic", align_corners=False)
-        res = res._replace(image=(blurry_linear + correction.to(blurry_linear.device))
-                           .clamp(min=0))
+        res = res._replace(image=correction.to(blurry_linear.device).add_(blurry_linear)
+                           .clamp_(min=0))
     if judged is None:
         return res
     return res._replace(image=noharm.blend(blurry_linear, res.image, judged.blend),
@@ -515,5 +515,5 @@ def deblur(image: Any, field: Field, *, gamma: float | None = None,
     x, back = _as_batch(image)
     g = field.gamma if gamma is None else float(gamma)
     res = restore(to_linear(x, g), field, gamma=g, **options)
-    out = back(to_display(res.image, g).clamp(0, 1))
+    out = back(to_display(res.image, g).clamp_(0, 1))
     return (out, res) if return_result else out

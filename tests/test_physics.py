@@ -23,6 +23,7 @@ from blurfield.physics import (
     to_linear,
     uniform_field,
 )
+from blurfield.physics.camera import TOE
 
 PADDINGS = ["valid", "same", "circular"]
 METHODS = ["direct", "fft"]
@@ -296,6 +297,24 @@ def test_gamma_matches_power_law_above_the_toe():
     # every non-zero 8-bit value is above the toe
     v = torch.arange(1, 256, dtype=torch.float64) / 255
     torch.testing.assert_close(to_linear(v, 2.2), v**2.2)
+
+
+@pytest.mark.parametrize("gamma", [1.0, 2.2])
+def test_gamma_without_autograd_is_the_same_curve_in_place(gamma):
+    """The in-place path (no autograd) gives the closed form's values to the bit, toe
+    included, and leaves its input as it was."""
+    x = torch.cat([torch.linspace(-0.1, 1.5, 4001), torch.linspace(0, 3e-6, 301)])
+    kept = x.clone()
+    toe_display = TOE ** (1 / gamma)
+    want_d = torch.where(x.clamp(min=0) < TOE, x.clamp(min=0) * TOE ** (1 / gamma - 1),
+                         x.clamp(min=TOE) ** (1 / gamma))
+    want_l = torch.where(x.clamp(min=0) < toe_display, x.clamp(min=0) * (TOE / toe_display),
+                         x.clamp(min=toe_display) ** gamma)
+    if gamma == 1:
+        want_d = want_l = x.clamp(min=0)
+    assert torch.equal(to_display(x, gamma), want_d)
+    assert torch.equal(to_linear(x, gamma), want_l)
+    assert torch.equal(x, kept)
 
 
 def test_saturation_closed_form():

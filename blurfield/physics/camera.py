@@ -23,25 +23,38 @@ TOE = 1e-6  # linear-light threshold of the linear toe of the gamma curve
 SATURATION_A = 50.0
 
 
+def _power_with_toe(x: Tensor, joint: float, slope: float, power: float) -> Tensor:
+    """``where(x < joint, x slope, max(x, joint) ** power)`` for ``x >= 0``, a copy the
+    caller made and gives up. Without autograd it is computed in place in ``x`` (the
+    toe's pixels set after): the same values to the bit without four temporaries of
+    ``x``'s size (a 48 MP photo's were 2.3 GB)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return torch.where(x < joint, x * slope, x.clamp(min=joint) ** power)
+    toe = x < joint
+    low = x[toe] * slope
+    x.clamp_(min=joint).pow_(power)
+    x[toe] = low
+    return x
+
+
 def to_display(linear: Tensor, gamma: float = 2.2) -> Tensor:
     """Linear light -> display: ``x ** (1/gamma)`` (linear toe below TOE, 0 below 0).
 
     Any shape. Values above 1 stay above 1 (clip or saturate before if needed).
     """
-    if gamma == 1:
-        return linear.clamp(min=0)
     x = linear.clamp(min=0)
-    slope = TOE ** (1.0 / gamma - 1.0)
-    return torch.where(x < TOE, x * slope, x.clamp(min=TOE) ** (1.0 / gamma))
+    if gamma == 1:
+        return x
+    return _power_with_toe(x, TOE, TOE ** (1.0 / gamma - 1.0), 1.0 / gamma)
 
 
 def to_linear(display: Tensor, gamma: float = 2.2) -> Tensor:
     """Display -> linear light: ``v ** gamma``, the exact inverse of :func:`to_display`."""
-    if gamma == 1:
-        return display.clamp(min=0)
     v = display.clamp(min=0)
+    if gamma == 1:
+        return v
     joint = TOE ** (1.0 / gamma)
-    return torch.where(v < joint, v * (TOE / joint), v.clamp(min=joint) ** gamma)
+    return _power_with_toe(v, joint, TOE / joint, gamma)
 
 
 def saturate(x: Tensor, a: float = SATURATION_A) -> Tensor:

@@ -426,7 +426,7 @@ def blend(v: Tensor, x: Tensor, beta: float) -> Tensor:
         return x
     if beta <= 0:
         return v
-    return v + beta * (x - v)
+    return (x - v).mul_(beta).add_(v)  # v + β (x - v) to the bit, one temporary
 
 
 def no_harm_richardson_lucy(

@@ -161,10 +161,10 @@ def _bilateral(linear: Tensor, sigma: float, gamma: float, strip: int) -> Tensor
     """kornia's bilateral filter of linear values, range ``BILATERAL_COLOUR · sigma``,
     ``strip`` rows at a time, clipped to [0, 1], as display values."""
     halo, h = BILATERAL_SIZE // 2, linear.shape[-2]
-    parts = []
+    out = torch.empty_like(linear)
     for top in range(0, h, strip):
         lo, hi = max(top - halo, 0), min(top + strip + halo, h)
-        out = bilateral_blur(linear[..., lo:hi, :], BILATERAL_SIZE, BILATERAL_COLOUR * sigma,
-                             (BILATERAL_SPACE, BILATERAL_SPACE))
-        parts.append(out[..., top - lo : top - lo + min(strip, h - top), :])
-    return to_display(torch.cat(parts, -2).clamp(0, 1), gamma)
+        part = bilateral_blur(linear[..., lo:hi, :], BILATERAL_SIZE, BILATERAL_COLOUR * sigma,
+                              (BILATERAL_SPACE, BILATERAL_SPACE))
+        out[..., top : top + strip, :] = part[..., top - lo : top - lo + min(strip, h - top), :]
+    return to_display(out.clamp_(0, 1), gamma)
