@@ -8,6 +8,9 @@ channel, the estimator repeats it to 3 channels), ``bit_depth`` 8 or 16.
   palettes expanded; CMYK/YCbCr converted to RGB.
 - 16-bit PNG through pypng (Pillow reads 16-bit RGB PNG as 8-bit without a word, and cannot
   write it); the EXIF orientation, if any, is applied the same way.
+- TIFF (8- or 16-bit, or floating point in [0, 1], read as 16-bit; a raw developer's
+  output) through tifffile, for the same reason; its first image, its Orientation tag
+  applied.
 - An alpha channel is dropped with a ``UserWarning`` naming the file.
 - Not an image, a truncated file, or an image smaller than ``min_size`` (e.g. the kernel)
   raise ``ValueError`` with one line naming the file (for a phone's HEIC photo, saying to
@@ -30,6 +33,7 @@ from blurfield.fileio import write_atomic
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 JPEG_SIGNATURE = b"\xff\xd8\xff"
+TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*")  # little- and big-endian
 ORIENTATION_TAG = 0x0112
 HEIF_SUFFIXES = (".heic", ".heif", ".hif")  # phones' default; Pillow has no decoder for it
 
@@ -86,6 +90,44 @@ def _read_png16(path: Path) -> np.ndarray:
     return apply_orientation(_drop_alpha(a, path), orientation).astype(np.float32) / 65535.0
 
 
+def _is_tiff(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) in TIFF_SIGNATURES
+
+
+def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
+    """The first image of a TIFF file through tifffile (a raw developer's 16-bit output:
+    Pillow would read 16-bit RGB as 8-bit): uint8 -> 8 bits, uint16 -> 16, floating
+    point -> clipped to [0, 1], 16; planar samples moved last; its Orientation tag
+    applied."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        a = page.asarray()
+        axes = page.axes
+        tag = page.tags.get("Orientation")
+        orientation = int(tag.value) if tag is not None else 1
+    if axes.startswith("S") and a.ndim == 3:  # planar: samples first
+        a = np.moveaxis(a, 0, -1)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3:
+        raise ValueError(f"unsupported TIFF layout {axes} {a.shape}")
+    a = _drop_alpha(a, path)
+    if a.dtype == np.uint8:
+        out, depth = a.astype(np.float32), 8
+        out /= 255.0
+    elif a.dtype == np.uint16:
+        out, depth = a.astype(np.float32), 16
+        out /= 65535.0
+    elif np.issubdtype(a.dtype, np.floating):
+        out, depth = np.clip(np.nan_to_num(a.astype(np.float32)), 0.0, 1.0), 16
+    else:
+        raise ValueError(f"unsupported TIFF sample type {a.dtype}")
+    return apply_orientation(out, orientation), depth
+
+
 def _read_pillow(path: Path) -> tuple[np.ndarray, int]:
     with Image.open(path) as im:
         im.load()
@@ -122,6 +164,8 @@ def read_image(path: str | Path, min_size: int = 1) -> tuple[np.ndarray, int]:
     try:
         if _png_bit_depth(path) == 16:
             image, depth = _read_png16(path), 16
+        elif _is_tiff(path):
+            image, depth = _read_tiff(path)
         else:
             image, depth = _read_pillow(path)
     except Exception as e:  # Pillow/pypng raise many kinds; keep the first line

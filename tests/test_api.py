@@ -230,6 +230,42 @@ def test_16_bit_png_round_trip(tmp_path):
     assert np.array_equal(np.round(g[..., 0] * 65535).astype(np.uint16), data[..., 0])
 
 
+def test_tiff_keeps_16_bits_planar_float_and_orientation(tmp_path):
+    """A raw developer's 16-bit RGB TIFF reads at 16 bits (Pillow alone gives 8), with the
+    file's exact values, whatever its sample layout; 8-bit stays 8; floating point is read
+    as 16-bit display values clipped to [0, 1]; the Orientation tag is applied."""
+    import tifffile
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 65536, size=(30, 20, 3), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "dev.tif", data, photometric="rgb")
+    tifffile.imwrite(tmp_path / "planar.tiff", np.moveaxis(data, -1, 0), photometric="rgb",
+                     planarconfig="separate")
+    tifffile.imwrite(tmp_path / "big.tif", data.byteswap().view(data.dtype.newbyteorder()),
+                     photometric="rgb")  # big-endian ("MM") file of the same values
+    for name in ("dev.tif", "planar.tiff", "big.tif"):
+        img, depth = read_image(tmp_path / name)
+        assert depth == 16 and img.dtype == np.float32 and img.shape == (30, 20, 3), name
+        assert np.array_equal(np.round(img * 65535).astype(np.uint16), data), name
+    tifffile.imwrite(tmp_path / "g8.tif", (data[..., 0] >> 8).astype(np.uint8))
+    g, depth = read_image(tmp_path / "g8.tif")
+    assert depth == 8 and g.shape == (30, 20, 1)
+    assert np.array_equal(np.round(g[..., 0] * 255).astype(np.uint8), data[..., 0] >> 8)
+    f = np.linspace(-0.5, 1.5, 30 * 20 * 3, dtype=np.float32).reshape(30, 20, 3)
+    tifffile.imwrite(tmp_path / "f.tif", f, photometric="rgb")
+    img, depth = read_image(tmp_path / "f.tif")
+    assert depth == 16 and np.array_equal(img, np.clip(f, 0, 1))
+    tifffile.imwrite(tmp_path / "o.tif", data, photometric="rgb",
+                     extratags=[(0x0112, 3, 1, 6, True)])  # rotate 90 cw to display
+    img, _ = read_image(tmp_path / "o.tif")
+    assert np.array_equal(np.round(img * 65535).astype(np.uint16), apply_orientation(data, 6))
+    with pytest.warns(UserWarning, match="a.tif: alpha channel dropped"):
+        tifffile.imwrite(tmp_path / "a.tif", np.dstack([data, data[..., :1]]),
+                         photometric="rgb", extrasamples=["unassalpha"])
+        img, _ = read_image(tmp_path / "a.tif")
+    assert img.shape == (30, 20, 3)
+
+
 def test_grayscale_alpha_and_palette(tmp_path):
     gray = (np.arange(40 * 30) % 256).astype(np.uint8).reshape(40, 30)
     Image.fromarray(gray, "L").save(tmp_path / "g.png")

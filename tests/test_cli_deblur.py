@@ -43,6 +43,28 @@ def test_deblur_with_a_field_writes_exactly_three_files(tmp_path):
     assert depth == 8 and compare.shape[1] >= 3 * 64
 
 
+def test_deblur_of_a_16_bit_tiff_writes_a_16_bit_png(tmp_path):
+    """A raw developer's 16-bit TIFF is restored at 16 bits: with a field that changes
+    nothing (a delta kernel) the restored PNG holds the TIFF's own 16-bit values."""
+    import tifffile
+
+    data = np.round(photo() * 65535).astype(np.uint16)
+    data[..., 1] += np.arange(64, dtype=np.uint16)  # detail below an 8-bit step
+    tifffile.imwrite(tmp_path / "raw.tif", data, photometric="rgb")
+    delta = line_field(48, 64)
+    delta.kernels.zero_()
+    delta.kernels[:, 3, 3] = 1
+    save_field(tmp_path / "delta.npz", delta)
+    out = tmp_path / "out"
+    assert main(["deblur", str(tmp_path / "raw.tif"), "--field", str(tmp_path / "delta.npz"),
+                 "--out", str(out), "--iterations", "2", "restore.no_harm=false",
+                 "restore.tv_weight=0", "restore.saturation=false"]) == 0
+    w, h, rows, info = png.Reader(filename=str(out / "raw_restored.png")).read()
+    assert (w, h, info["bitdepth"], info["planes"]) == (64, 48, 16, 3)
+    got = np.vstack([np.asarray(r) for r in rows]).reshape(48, 64, 3).astype(int)
+    assert np.abs(got - data.astype(int)).max() <= 1
+
+
 def test_estimate_and_deblur_with_a_checkpoint(tmp_path, tiny_path):
     write_image(tmp_path / "a.png", photo())
     write_image(tmp_path / "b.jpg", photo(40, 52))
