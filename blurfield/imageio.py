@@ -8,9 +8,9 @@ channel, the estimator repeats it to 3 channels), ``bit_depth`` 8 or 16.
   palettes expanded; CMYK/YCbCr converted to RGB.
 - 16-bit PNG through pypng (Pillow reads 16-bit RGB PNG as 8-bit without a word, and cannot
   write it); the EXIF orientation, if any, is applied the same way.
-- TIFF (8- or 16-bit, or floating point in [0, 1], read as 16-bit; a raw developer's
-  output) through tifffile, for the same reason; its first image, its Orientation tag
-  applied.
+- 16-bit and floating-point TIFF (a raw developer's output; floating point read as 16-bit
+  values in [0, 1]) through tifffile, for the same reason; its first image, its
+  Orientation tag applied. Other TIFFs through Pillow.
 - An alpha channel is dropped with a ``UserWarning`` naming the file.
 - Not an image, a truncated file, or an image smaller than ``min_size`` (e.g. the kernel)
   raise ``ValueError`` with one line naming the file (for a phone's HEIC photo, saying to
@@ -95,15 +95,23 @@ def _is_tiff(path: Path) -> bool:
         return f.read(4) in TIFF_SIGNATURES
 
 
-def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
-    """The first image of a TIFF file through tifffile (a raw developer's 16-bit output:
-    Pillow would read 16-bit RGB as 8-bit): uint8 -> 8 bits, uint16 -> 16, floating
-    point -> clipped to [0, 1], 16; planar samples moved last; its Orientation tag
-    applied."""
+def _read_deep_tiff(path: Path) -> tuple[np.ndarray, int] | None:
+    """The first image of a TIFF file with more than 8 bits per sample or floating-point
+    samples, through tifffile (a raw developer's 16-bit output, which Pillow would read as
+    8-bit): uint16 -> 16 bits, floating point -> clipped to [0, 1], 16; planar samples moved
+    last; its Orientation tag applied. None for any other TIFF (8-bit, palette, CMYK...),
+    which Pillow reads in full."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
+        deep = (page.bitspersample > 8 or page.sampleformat == tifffile.SAMPLEFORMAT.IEEEFP)
+        if not deep:
+            return None
+        if page.photometric not in (tifffile.PHOTOMETRIC.MINISBLACK,
+                                    tifffile.PHOTOMETRIC.RGB):
+            raise ValueError(f"{page.bitspersample}-bit {page.photometric.name} TIFF; "
+                             "save it as RGB or grayscale")
         a = page.asarray()
         axes = page.axes
         tag = page.tags.get("Orientation")
@@ -115,10 +123,7 @@ def _read_tiff(path: Path) -> tuple[np.ndarray, int]:
     if a.ndim != 3:
         raise ValueError(f"unsupported TIFF layout {axes} {a.shape}")
     a = _drop_alpha(a, path)
-    if a.dtype == np.uint8:
-        out, depth = a.astype(np.float32), 8
-        out /= 255.0
-    elif a.dtype == np.uint16:
+    if a.dtype == np.uint16:
         out, depth = a.astype(np.float32), 16
         out /= 65535.0
     elif np.issubdtype(a.dtype, np.floating):
@@ -164,8 +169,8 @@ def read_image(path: str | Path, min_size: int = 1) -> tuple[np.ndarray, int]:
     try:
         if _png_bit_depth(path) == 16:
             image, depth = _read_png16(path), 16
-        elif _is_tiff(path):
-            image, depth = _read_tiff(path)
+        elif _is_tiff(path) and (deep := _read_deep_tiff(path)) is not None:
+            image, depth = deep
         else:
             image, depth = _read_pillow(path)
     except Exception as e:  # Pillow/pypng raise many kinds; keep the first line

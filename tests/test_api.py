@@ -264,6 +264,16 @@ def test_tiff_keeps_16_bits_planar_float_and_orientation(tmp_path):
                          photometric="rgb", extrasamples=["unassalpha"])
         img, _ = read_image(tmp_path / "a.tif")
     assert img.shape == (30, 20, 3)
+    # 8-bit colour spaces other than RGB stay Pillow's: CMYK converted, not cut to 3 planes
+    cmyk = rng.integers(0, 256, size=(10, 12, 4), dtype=np.uint8)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "c.tif")
+    img, depth = read_image(tmp_path / "c.tif")
+    want = np.asarray(Image.fromarray(cmyk, "CMYK").convert("RGB"))
+    assert depth == 8 and np.array_equal(np.round(img * 255).astype(np.uint8), want)
+    tifffile.imwrite(tmp_path / "cmyk16.tif", np.dstack([data, data[..., :1]]),
+                     photometric="separated")
+    with pytest.raises(ValueError, match="cmyk16.tif: .*save it as RGB"):
+        read_image(tmp_path / "cmyk16.tif")
 
 
 def test_grayscale_alpha_and_palette(tmp_path):
