@@ -38,9 +38,13 @@ def command_parser(prog: str, mod: ModuleType, *, epilog: str, config_example: s
                         "repeatable")
     if common is not None:
         common(p)
+    from blurfield.config_reference import key_comment
+
     for flag, key in getattr(mod, "ALIASES", {}).items():
+        meaning = key_comment(key).replace("%", "%%")  # argparse formats help with %
         p.add_argument(flag, dest="alias_" + key.replace(".", "__"), default=None,
-                       metavar=key.split(".")[-1].upper(), help=f"alias of {key}")
+                       metavar=key.split(".")[-1].upper(),
+                       help=f"{meaning} (alias of {key})" if meaning else f"alias of {key}")
     if hasattr(mod, "add_arguments"):
         mod.add_arguments(p)
     p.add_argument("inputs", nargs="*", help=inputs_help)

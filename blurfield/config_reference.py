@@ -66,3 +66,18 @@ def reference_markdown() -> str:
         parts.append(f"**`{f.name}`** — {doc}\n\n| key | default | meaning |\n|---|---|---|\n"
                      + "\n".join(_rows(cls, f"{f.name}.")))
     return "\n\n".join(parts) + "\n"
+
+
+def key_comment(key: str) -> str:
+    """The meaning of a dotted config key (``restore.checkpoint``), as the reference gives
+    it: its field's comment; "" for a key the schema does not have."""
+    cls: Any = Config
+    *sections, name = key.split(".")
+    for part in sections:
+        hints = typing.get_type_hints(cls) if dataclasses.is_dataclass(cls) else {}
+        cls = hints.get(part)
+        if cls is None:
+            return ""
+    if not dataclasses.is_dataclass(cls):
+        return ""
+    return field_comments(cls).get(name, "").replace("\\|", "|")

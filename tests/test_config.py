@@ -120,3 +120,29 @@ def test_plain_writes_choices_as_their_strings():
     assert type(p["shards"]["source"]) is str and type(p["shards"]["layout"]) is str
     assert p == plain(load_config([], ["kernels.generator=mix", "shards.layout=full"]))
     assert json.loads(json.dumps(p)) == p
+
+
+def test_every_alias_flag_names_a_schema_key_and_says_what_it_is():
+    """Each command's alias flags set keys the schema has, and ``--help`` gives the key's
+    meaning (the schema's comment, as in docs/config.md) before the key itself."""
+    import importlib
+
+    import blurfield.cli as cli
+    import data_prep.__main__ as data_prep_main
+    from blurfield.config_reference import key_comment
+
+    checked = 0
+    for table, parser in ((cli.COMMANDS, cli._parser),
+                          (data_prep_main.SUBCOMMANDS, data_prep_main._parser)):
+        for name, module in table.items():
+            mod = importlib.import_module(module)
+            helps = {a.option_strings[0]: a.help for a in parser(name, mod)._actions
+                     if a.option_strings}
+            for flag, key in getattr(mod, "ALIASES", {}).items():
+                meaning = key_comment(key)
+                assert meaning, f"{name} {flag}: {key} has no comment in the schema"
+                assert helps[flag] == f"{meaning.replace('%', '%%')} (alias of {key})"
+                checked += 1
+    assert checked >= 20
+    assert key_comment("restore.no_such_key") == "" and key_comment("nope.x") == ""
+    assert key_comment("restore.checkpoint").startswith("estimator weights")
