@@ -103,15 +103,26 @@ def test_poisson_gaussian_noise_over_dark_flat_squares_is_denoised():
     assert psnr(out, clean) > psnr(noisy, clean) + 1
 
 
-def test_the_filter_in_strips_is_the_filter_on_the_whole_photo():
+def test_the_filter_in_strips_is_the_filter_on_the_whole_photo(monkeypatch):
     """Strips of 16 rows with their halo give kornia's bilateral filter of the whole
-    photo's linear values, with the range σ six times the noise level read."""
+    photo's linear values, with the range σ six times the noise level read; by default
+    the strips hold ``STRIP_PIXELS`` pixels, as many rows as that makes."""
+    from blurfield.restore import noise
+
     noisy = to_display((grey_with_noise(0.01, 80) + torch.linspace(0, 0.3, 80)[:, None])
                        .clamp(0, 1))  # a ramp: the rows differ
     out, sigma = denoise(noisy, 0.002, strip=16)
     assert sigma == noise_sigma(to_linear(noisy), bits=16)
     whole = bilateral_blur(to_linear(noisy), 5, 6 * sigma, (1.0, 1.0))
     torch.testing.assert_close(out, to_display(whole.clamp(0, 1)), atol=1e-6, rtol=0)
+    seen = []
+    real = noise.bilateral_blur
+    monkeypatch.setattr(noise, "bilateral_blur", lambda x, *a: seen.append(x.shape[-2])
+                        or real(x, *a))
+    monkeypatch.setattr(noise, "STRIP_PIXELS", 20 * 80)  # 20 rows of the 80 px photo
+    by_width, _ = denoise(noisy, 0.002)
+    assert seen == [22, 24, 24, 22]  # 20 rows each and their 2-row halo, inside the photo
+    torch.testing.assert_close(by_width, out, atol=0, rtol=0)
 
 
 def test_api_denoise_keeps_the_callers_type_and_the_commands_default():

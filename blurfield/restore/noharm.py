@@ -421,12 +421,13 @@ def rule_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def blend(v: Tensor, x: Tensor, beta: float) -> Tensor:
-    """``v + β (x - v)`` (``β = 1``: ``x`` itself, ``β = 0``: ``v`` itself)."""
+    """``v + β (x - v)`` (``β = 1``: ``x`` itself, ``β = 0``: ``v`` itself), computed in
+    ``x``'s memory: ``x``, the restoration, is given up (no photo-sized temporary)."""
     if beta >= 1:
         return x
     if beta <= 0:
         return v
-    return (x - v).mul_(beta).add_(v)  # v + β (x - v) to the bit, one temporary
+    return x.sub_(v).mul_(beta).add_(v)  # v + β (x - v) to the bit
 
 
 def no_harm_richardson_lucy(

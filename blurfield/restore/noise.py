@@ -35,6 +35,9 @@ MAD_TO_SIGMA = 0.6745  # median |N(0, 1)|
 SPREAD_FLOOR = 1 / 255  # display values: the least spread of the flattest squares step 5 takes
 WHITE = 0.45  # whiteness above which a photo's finest detail counts as noise (denoise)
 BILATERAL_SIZE, BILATERAL_SPACE, BILATERAL_COLOUR = 5, 1.0, 6.0  # px, px, x the noise level
+# pixels per strip of the bilateral filter (it unfolds BILATERAL_SIZE² taps of each): the
+# strips' rows are this over the photo's width, so memory does not grow with the width
+STRIP_PIXELS = 256 * 1024
 
 
 def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8, block: int = 16,
@@ -61,9 +64,11 @@ def noise_sigma(linear: Tensor, gamma: float = 2.2, bits: int = 8, block: int = 
         mad = float(torch.quantile(med, quantile)) / MAD_TO_SIGMA
     else:
         mad = float(d.flatten().median()) / MAD_TO_SIGMA
-    display = linear.float().clamp(0, 1).pow(1.0 / gamma)
-    slope = gamma * display.pow(gamma - 1.0) if gamma != 1 else torch.ones_like(display)
-    floor = float(slope.square().mean()) / (12.0 * (2**bits - 1) ** 2)
+    if gamma != 1:  # the display slope gamma y^(gamma - 1), y = x^(1/gamma), on one copy
+        slope = linear.float().clamp(0, 1).pow_(1.0 / gamma).pow_(gamma - 1.0).mul_(gamma)
+        floor = float(slope.square_().mean()) / (12.0 * (2**bits - 1) ** 2)
+    else:
+        floor = 1.0 / (12.0 * (2**bits - 1) ** 2)
     return math.sqrt(max(mad * mad, floor))
 
 
@@ -115,7 +120,7 @@ def whiteness(linear: Tensor, gamma: float = 2.2, level: float | None = None) ->
 
 
 def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
-            strip: int = 256) -> tuple[Tensor, float | None]:
+            strip: int | None = None) -> tuple[Tensor, float | None]:
     """(1, C, H, W) display ``display`` denoised when it is noisy, else itself.
 
     Noisy: its linear noise level σ (:func:`noise_sigma` as measured, without the rounding
@@ -124,7 +129,8 @@ def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
     bilateral filter (``BILATERAL_SIZE``² taps, spatial σ ``BILATERAL_SPACE`` px, range σ
     ``BILATERAL_COLOUR · σ``; kornia's colour distance sums the channels' absolute
     differences, about 3.4 σ between two noisy samples of one grey), ``strip`` rows at a
-    time (the filter unfolds every tap: a 12 MP photo at once would take 3.6 GB), clipped
+    time (None: ``STRIP_PIXELS`` pixels' worth; the filter unfolds every tap: a 12 MP photo
+    at once would take 3.6 GB), clipped
     to [0, 1] and brought back to display values. Returns the photo and σ when it was
     denoised, else None."""
     if above is None:
@@ -136,7 +142,8 @@ def denoise(display: Tensor, above: float | None, gamma: float = 2.2,
     return _bilateral(linear, sigma, gamma, strip).to(display.dtype), sigma
 
 
-def smooth(display: Tensor, sigma: float, gamma: float = 2.2, strip: int = 256) -> Tensor:
+def smooth(display: Tensor, sigma: float, gamma: float = 2.2, strip: int | None = None
+           ) -> Tensor:
     """(1, C, H, W) display ``display`` through :func:`denoise`'s filter at noise level
     ``sigma`` (linear light), whatever its own noise: what ``deblur`` does to a JPEG photo
     the noise test leaves as it is (``restore.jpeg_smooth``), whose blocks and ringing RL
@@ -145,7 +152,8 @@ def smooth(display: Tensor, sigma: float, gamma: float = 2.2, strip: int = 256) 
 
 
 def prefilter(display: Tensor, above: float | None, jpeg: float | None = None,
-              gamma: float = 2.2, strip: int = 256) -> tuple[Tensor, float | None, bool]:
+              gamma: float = 2.2, strip: int | None = None
+              ) -> tuple[Tensor, float | None, bool]:
     """(1, C, H, W) display ``display`` as the estimate and RL take it: denoised
     (:func:`denoise`) when it is noisy (``above``), else smoothed (:func:`smooth`) at
     ``jpeg`` (a JPEG photo's level, ``restore.jpeg_smooth``; None: not a JPEG, or never),
@@ -157,14 +165,18 @@ def prefilter(display: Tensor, above: float | None, jpeg: float | None = None,
     return out, sigma, False
 
 
-def _bilateral(linear: Tensor, sigma: float, gamma: float, strip: int) -> Tensor:
+def _bilateral(linear: Tensor, sigma: float, gamma: float, strip: int | None) -> Tensor:
     """kornia's bilateral filter of linear values, range ``BILATERAL_COLOUR · sigma``,
-    ``strip`` rows at a time, clipped to [0, 1], as display values."""
+    ``strip`` rows at a time (None: ``STRIP_PIXELS`` over the width, at least 16), clipped
+    to [0, 1], as display values."""
     halo, h = BILATERAL_SIZE // 2, linear.shape[-2]
+    if strip is None:
+        strip = max(16, STRIP_PIXELS // linear.shape[-1])
     out = torch.empty_like(linear)
     for top in range(0, h, strip):
         lo, hi = max(top - halo, 0), min(top + strip + halo, h)
         part = bilateral_blur(linear[..., lo:hi, :], BILATERAL_SIZE, BILATERAL_COLOUR * sigma,
                               (BILATERAL_SPACE, BILATERAL_SPACE))
-        out[..., top : top + strip, :] = part[..., top - lo : top - lo + min(strip, h - top), :]
-    return to_display(out.clamp_(0, 1), gamma)
+        part = part[..., top - lo : top - lo + min(strip, h - top), :]
+        out[..., top : top + strip, :] = to_display(part.clamp(0, 1), gamma)
+    return out
