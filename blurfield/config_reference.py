@@ -7,6 +7,7 @@ docs/config.md.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import re
 import typing
@@ -18,9 +19,11 @@ from blurfield.config import Config
 _FIELD = re.compile(r"\s+(\w+):[^=#]*=[^#]*(?:#\s*(.*))?$")
 
 
+@functools.cache
 def field_comments(cls: type) -> dict[str, str]:
     """{field: its comment} of a dataclass, inherited fields included (a subclass's comment
-    wins), read from the source of each class in the MRO."""
+    wins), read from the source of each class in the MRO once per class (do not change the
+    dict)."""
     comments: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
         if not dataclasses.is_dataclass(klass):

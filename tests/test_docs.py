@@ -21,17 +21,24 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def prose(page: Path) -> list[str]:
+    """``page``'s lines outside code blocks (the fence lines dropped)."""
+    out, fenced = [], False
+    for line in page.read_text(encoding="utf-8").splitlines():
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            out.append(line)
+    return out
+
+
 def anchors(page: Path) -> set[str]:
     """The anchors of ``page``'s headings (outside code blocks); a repeated slug gets
     ``-1``, ``-2``, ... as on GitHub."""
     seen: dict[str, int] = {}
     out = set()
-    fenced = False
-    for line in page.read_text(encoding="utf-8").splitlines():
-        if FENCE.match(line):
-            fenced = not fenced
-            continue
-        if fenced or not line.startswith("#"):
+    for line in prose(page):
+        if not line.startswith("#"):
             continue
         base = slug(line.lstrip("#"))
         n = seen.get(base, 0)
@@ -42,14 +49,8 @@ def anchors(page: Path) -> set[str]:
 
 def links(page: Path) -> list[str]:
     """The relative link targets of ``page`` (outside code blocks)."""
-    out, fenced = [], False
-    for line in page.read_text(encoding="utf-8").splitlines():
-        if FENCE.match(line):
-            fenced = not fenced
-        elif not fenced:
-            out += [t for t in LINK.findall(line) if "://" not in t
-                    and not t.startswith("mailto:")]
-    return out
+    return [t for line in prose(page) for t in LINK.findall(line)
+            if "://" not in t and not t.startswith("mailto:")]
 
 
 def test_slug_follows_github() -> None:
